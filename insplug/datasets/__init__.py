@@ -1,0 +1,1 @@
+"""Datasets bundled with insplug (framework-free generators and helpers)."""

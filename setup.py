@@ -1,0 +1,37 @@
+"""insplug: instance-segmentation methods as MMDetection 3.x and Detectron2 components."""
+import os.path as osp
+
+from setuptools import find_packages, setup
+
+here = osp.dirname(osp.abspath(__file__))
+version = {}
+with open(osp.join(here, 'insplug', 'version.py')) as f:
+    exec(f.read(), version)
+
+setup(
+    name='insplug',
+    version=version['__version__'],
+    description='Instance-segmentation methods of a research survey as pluggable '
+                'MMDetection 3.x and Detectron2 components',
+    long_description=open(osp.join(here, 'README.md')).read(),
+    long_description_content_type='text/markdown',
+    python_requires='>=3.11',
+    packages=find_packages(exclude=('tests', 'tests.*', 'configs', 'tools')),
+    include_package_data=True,
+    install_requires=[
+        'torch==2.14.1',
+        'torchvision==0.29.1',
+        'numpy',
+        'scipy',
+        'pycocotools>=2.0,<2.1',
+    ],
+    extras_require={
+        # mmcv must be the full build with compiled ops (see README / Makefile).
+        'mmdet': ['mmengine==0.10.7', 'mmcv==2.1.0', 'mmdet==3.3.0',
+                  'opencv-python-headless'],
+        # detectron2 is not on PyPI: install it from its repository first
+        # (README, "Detectron2"); this extra only documents the requirement.
+        'detectron2': ['detectron2'],
+        'test': ['pytest', 'pytest-timeout'],
+    },
+)
