@@ -24,6 +24,7 @@ setup(
         'numpy',
         'scipy',
         'pycocotools>=2.0,<2.1',
+        'setuptools<81',  # mmengine 0.10.7 imports pkg_resources
     ],
     extras_require={
         # mmcv must be the full build with compiled ops (see README / Makefile).

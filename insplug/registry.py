@@ -10,14 +10,77 @@ Every registry here is a child of mmdet's registry of the same kind, with scope 
 Importing a registry lazily imports ``insplug.mmdet`` (the ``locations``), which registers all
 insplug components and all of mmdet's modules.
 """
+import difflib
+import functools
+import re
+
 from mmdet import registry as mmdet_registry
 from mmengine.registry import Registry
 
 _LOCATIONS = ['insplug.mmdet']
+_UNKNOWN_TYPE = re.compile(r"`?(\S+?)`? is not in the (?:(\S+)::)?(\S+) registry")
+_BY_NAME = {}
+
+
+def _registry_chain(registry):
+    while registry is not None:
+        yield registry
+        registry = registry.parent
+
+
+def explain_unknown_type(error):
+    """Return ``error``'s message extended with insplug's view of an unknown ``type``.
+
+    mmengine reports an unknown type as "X is not in the S::R registry". This adds which
+    registries were searched, close matches (with their scope prefix), and the names insplug
+    registers in that registry, so the fix is visible. Returns None for other errors.
+    """
+    text = error.args[0] if error.args and isinstance(error.args[0], str) else str(error)
+    match = _UNKNOWN_TYPE.search(text)
+    if match is None or match.group(3) not in _BY_NAME:
+        return None
+    wanted = match.group(1).split('.')[-1]
+    ours = _BY_NAME[match.group(3)]
+    ours.import_from_location()
+    candidates = {}
+    for registry in _registry_chain(ours):
+        for name in registry.module_dict:
+            candidates.setdefault(name, registry.scope)
+    close = difflib.get_close_matches(wanted, list(candidates), n=5, cutoff=0.6)
+    suggestions = ', '.join(f"'{candidates[n]}.{n}'" for n in close) or 'none'
+    insplug_names = ', '.join(sorted(ours.module_dict)) or '(none)'
+    return (f'{text}\n[insplug] type {match.group(1)!r} is not registered in insplug\'s '
+            f'{match.group(3)!r} registry, nor in its parents (mmdet, mmengine). '
+            f'Close matches: {suggestions}. insplug registers here: {insplug_names}. '
+            "From a config with another default scope, write type='insplug.<Name>' or add "
+            "custom_imports=dict(imports=['insplug']).")
+
+
+class UnknownTypeError(KeyError):
+    """KeyError for an unknown registry ``type``, printed as plain text (not repr)."""
+
+    def __str__(self):
+        return str(self.args[0])
+
+
+def _explaining(build_func):
+    @functools.wraps(build_func)
+    def build(cfg, *args, **kwargs):
+        try:
+            return build_func(cfg, *args, **kwargs)
+        except KeyError as error:
+            message = explain_unknown_type(error)
+            if message is None:
+                raise
+            raise UnknownTypeError(message) from error
+    return build
 
 
 def _child(parent: Registry) -> Registry:
-    return Registry(parent.name, parent=parent, scope='insplug', locations=_LOCATIONS)
+    registry = Registry(parent.name, parent=parent, scope='insplug', locations=_LOCATIONS,
+                        build_func=_explaining(parent.build_func))
+    _BY_NAME[parent.name] = registry
+    return registry
 
 
 RUNNERS = _child(mmdet_registry.RUNNERS)

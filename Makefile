@@ -1,0 +1,35 @@
+# make demo : set up .venv, generate the demo data, train and evaluate a small RefineMask on CPU
+# make test : set up .venv and run the test suite
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+SHARED ?= ../shared
+DEMO_CONFIG ?= configs/demo/refinemask_r18_shapes.py
+DEMO_WORK_DIR ?= work_dirs/demo_refinemask
+
+.PHONY: install demo test data clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: setup.py tools/install_mmcv.sh
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip wheel 'setuptools<81'  # mmengine needs pkg_resources
+	$(PY) -m pip install torch==2.14.1 torchvision==0.29.1
+	SHARED_WHEELS=$(SHARED)/wheels bash tools/install_mmcv.sh $(PY)
+	$(PY) -m pip install --no-build-isolation -e '.[mmdet,test]'
+	$(PY) -c "import mmcv.ops, mmdet, insplug; print('insplug', insplug.__version__, 'ready')"
+	touch $@
+
+data: install
+	$(PY) -m insplug.datasets.shapes --out data/shapes --num-train 300 --num-val 60
+
+demo: data
+	$(PY) tools/train.py $(DEMO_CONFIG) --work-dir $(DEMO_WORK_DIR)
+	$(PY) tools/test.py $(DEMO_CONFIG) $$(cat $(DEMO_WORK_DIR)/last_checkpoint) \
+		--work-dir $(DEMO_WORK_DIR)
+
+test: install
+	$(PY) -m pytest -q
+
+clean:
+	rm -rf $(VENV) work_dirs data

@@ -1,0 +1,1 @@
+"""Command-line entry points behind ``tools/train.py``, ``tools/test.py``, ``tools/benchmark.py``."""

@@ -1,0 +1,84 @@
+"""Test (and evaluate) a checkpoint: the flags and behaviour of mmdet's ``tools/test.py``.
+
+    python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out results.pkl]
+                         [--show-dir DIR] [--tta] [--format-only PREFIX] [--cfg-options k=v ...]
+
+``--format-only PREFIX`` writes ``PREFIX.bbox.json`` and ``PREFIX.segm.json`` in the format the
+COCO test-dev server accepts, without evaluating (same as ``--cfg-options
+test_evaluator.format_only=True test_evaluator.outfile_prefix=PREFIX``).
+"""
+import argparse
+import copy
+import warnings
+
+from mmengine.config import ConfigDict
+
+from insplug.cli.common import add_common_args, build_runner, load_config, run_with_clear_errors
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description='Test (and evaluate) a detector')
+    parser.add_argument('config', help='test config file path')
+    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument('--out', help='dump predictions to a pickle file (.pkl)')
+    parser.add_argument('--show', action='store_true', help='show prediction results')
+    parser.add_argument('--show-dir', help='save painted predictions under work_dir/TIME/DIR')
+    parser.add_argument('--wait-time', type=float, default=2, help='the interval of show (s)')
+    parser.add_argument('--tta', action='store_true', help='test-time augmentation (flip)')
+    parser.add_argument('--format-only', metavar='PREFIX',
+                        help='write COCO result json files PREFIX.{bbox,segm}.json, no metrics')
+    add_common_args(parser)
+    return parser.parse_args(argv)
+
+
+def _add_flip_tta(cfg):
+    if 'tta_model' not in cfg:
+        warnings.warn('no `tta_model` in the config: using DetTTAModel with box NMS 0.5')
+        cfg.tta_model = dict(type='DetTTAModel',
+                             tta_cfg=dict(nms=dict(type='nms', iou_threshold=0.5),
+                                          max_per_img=100))
+    if 'tta_pipeline' not in cfg:
+        dataset = cfg.test_dataloader.dataset
+        while 'dataset' in dataset:
+            dataset = dataset['dataset']
+        cfg.tta_pipeline = copy.deepcopy(dataset.pipeline)
+        cfg.tta_pipeline[-1] = dict(
+            type='TestTimeAug',
+            transforms=[[dict(type='RandomFlip', prob=1.), dict(type='RandomFlip', prob=0.)],
+                        [dict(type='PackDetInputs',
+                              meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
+                                         'scale_factor', 'flip', 'flip_direction'))]])
+    cfg.model = ConfigDict(**cfg.tta_model, module=cfg.model)
+    cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
+
+
+def configure(args):
+    cfg = load_config(args)
+    cfg.load_from = args.checkpoint
+    if args.show or args.show_dir:
+        from mmdet.engine.hooks.utils import trigger_visualization_hook
+        cfg = trigger_visualization_hook(cfg, args)
+    if args.tta:
+        _add_flip_tta(cfg)
+    if args.format_only:
+        cfg.test_evaluator.format_only = True
+        cfg.test_evaluator.outfile_prefix = args.format_only
+    return cfg
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.out is not None and not args.out.endswith(('.pkl', '.pickle')):
+        raise SystemExit('error: --out must name a .pkl file')
+
+    def test():
+        runner = build_runner(configure(args))
+        if args.out is not None:
+            from mmdet.evaluation import DumpDetResults
+            runner.test_evaluator.metrics.append(DumpDetResults(out_file_path=args.out))
+        return runner.test()
+    return run_with_clear_errors(test)
+
+
+if __name__ == '__main__':
+    main()
