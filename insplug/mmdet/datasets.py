@@ -74,6 +74,15 @@ class ValidatedCocoDataset(CocoDataset):
         raw_data_info = dict(raw_data_info, raw_ann_info=kept)
         return super().parse_data_info(raw_data_info)
 
+    def filter_data(self):
+        """As ``CocoDataset``, but an image whose annotations were all dropped as degenerate
+        also counts as empty (mmdet looks at the raw file, where it still has annotations)."""
+        data_list = super().filter_data()
+        if self.test_mode or not (self.filter_cfg or {}).get('filter_empty_gt', False):
+            return data_list
+        return [info for info in data_list
+                if any(inst['ignore_flag'] == 0 for inst in info['instances'])]
+
 
 @DATASETS.register_module()
 class ShapesDataset(ValidatedCocoDataset):
