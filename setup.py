@@ -30,9 +30,10 @@ setup(
         # mmcv must be the full build with compiled ops (see README / Makefile).
         'mmdet': ['mmengine==0.10.7', 'mmcv==2.1.0', 'mmdet==3.3.0',
                   'opencv-python-headless'],
-        # detectron2 is not on PyPI: install it from its repository first
-        # (README, "Detectron2"); this extra only documents the requirement.
-        'detectron2': ['detectron2'],
+        # detectron2 itself is not on PyPI: build it from its repository against the
+        # installed torch (README, "Detectron2"); this extra installs its Python dependencies.
+        'detectron2': ['fvcore', 'iopath', 'omegaconf', 'hydra-core', 'cloudpickle',
+                       'tabulate', 'yacs', 'tensorboard'],
         'test': ['pytest', 'pytest-timeout'],
     },
 )

@@ -67,6 +67,8 @@ def train_and_evaluate(config, data, work_dir, max_iters, lr=None, warmup_iters=
     point_config_at_data(cfg, data['root'], data['train_ann'], eval_ann,
                          val_img=eval_img, batch_size=batch_size)
     cfg.work_dir = str(work_dir)
+    # an infinite sampler: mmengine's iteration loop sleeps 2 s at every epoch end otherwise
+    cfg.train_dataloader.sampler = dict(type='InfiniteSampler', shuffle=True)
     cfg.train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=10 ** 9)
     cfg.param_scheduler = [dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0,
                                 end=warmup_iters)]

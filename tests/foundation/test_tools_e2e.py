@@ -1,0 +1,102 @@
+"""tools/train.py, tools/test.py and resume, run as a user runs them, on the demo config.
+
+Uses the RefineMask demo config on the small demo split (24 train / 12 val images, 6 iterations
+per epoch at batch 4). The run is interrupted (killed) after its first checkpoint and resumed
+with --resume: the schedule must go on from where it stopped, not restart.
+"""
+import json
+import os
+import os.path as osp
+import pickle
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+DEMO = 'configs/demo/refinemask_r18_shapes.py'
+ITERS_PER_EPOCH = 6  # 24 images, batch 4
+
+
+def _data_options(data):
+    root = data['root']
+    opts = [f'{loader}.{key}' for loader in ('train_dataloader', 'val_dataloader',
+                                             'test_dataloader')
+            for key in ('num_workers=0', 'persistent_workers=False',
+                        f'dataset.data_root={root}')]
+    opts += [f'val_evaluator.ann_file={root}val/annotations.json',
+             f'test_evaluator.ann_file={root}val/annotations.json']
+    return opts
+
+
+def _run(args, **kwargs):
+    env = dict(os.environ, OMP_NUM_THREADS='2')
+    return subprocess.run([sys.executable] + args, cwd=REPO, env=env, capture_output=True,
+                          text=True, **kwargs)
+
+
+@pytest.fixture(scope='module')
+def interrupted_and_resumed(tmp_path_factory, demo_data):
+    work_dir = str(tmp_path_factory.mktemp('work'))
+    opts = ['--cfg-options', 'train_cfg.max_epochs=3', 'train_cfg.val_interval=3',
+            'default_hooks.checkpoint.interval=1', 'default_hooks.logger.interval=1',
+            'randomness.seed=0'] + _data_options(demo_data)
+    cmd = [sys.executable, 'tools/train.py', DEMO, '--work-dir', work_dir] + opts
+    first = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             text=True, start_new_session=True)
+    deadline = time.time() + 600
+    while not osp.exists(osp.join(work_dir, 'epoch_1.pth')) and first.poll() is None:
+        assert time.time() < deadline, 'no checkpoint after 10 minutes'
+        time.sleep(0.5)
+    time.sleep(1.0)  # let the checkpoint file be completely written
+    os.killpg(first.pid, signal.SIGKILL)  # the interruption
+    first_log = first.communicate()[0]
+    assert first.returncode != 0, first_log[-3000:]
+    assert not osp.exists(osp.join(work_dir, 'epoch_3.pth'))
+    resumed = _run(['tools/train.py', DEMO, '--work-dir', work_dir, '--resume'] + opts)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    return dict(work_dir=work_dir, first_log=first_log, log=resumed.stdout + resumed.stderr)
+
+
+def test_resume_continues_the_schedule(interrupted_and_resumed):
+    log = interrupted_and_resumed['log']
+    work_dir = interrupted_and_resumed['work_dir']
+    assert re.search(r'resumed epoch: [12], iter: (6|12)', log), log[-3000:]
+    trained_epochs = {int(e) for e in re.findall(r'Epoch\(train\)\s+\[(\d+)\]', log)}
+    assert 1 not in trained_epochs and 3 in trained_epochs  # epoch 1 was not trained again
+    final = torch.load(osp.join(work_dir, 'epoch_3.pth'), map_location='cpu',
+                       weights_only=False)
+    assert final['meta']['epoch'] == 3 and final['meta']['iter'] == 3 * ITERS_PER_EPOCH
+    assert 'optimizer' in final and 'param_schedulers' in final
+    assert 'coco/segm_mAP' in log  # validation at the end of the schedule ran
+
+
+def test_test_tool_reports_segm_metrics_and_dumps(interrupted_and_resumed, demo_data, tmp_path):
+    ckpt = osp.join(interrupted_and_resumed['work_dir'], 'epoch_3.pth')
+    out = tmp_path / 'results.pkl'
+    result = _run(['tools/test.py', DEMO, ckpt, '--work-dir', str(tmp_path), '--out', str(out),
+                   '--cfg-options'] + _data_options(demo_data))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert re.search(r'coco/segm_mAP: [0-9.]+', result.stdout + result.stderr)
+    with open(out, 'rb') as f:
+        predictions = pickle.load(f)
+    assert len(predictions) == 12 and 'pred_instances' in predictions[0]
+
+
+def test_format_only_writes_coco_result_json(interrupted_and_resumed, demo_data, tmp_path):
+    ckpt = osp.join(interrupted_and_resumed['work_dir'], 'epoch_3.pth')
+    prefix = str(tmp_path / 'test-dev')
+    result = _run(['tools/test.py', DEMO, ckpt, '--work-dir', str(tmp_path), '--format-only',
+                   prefix, '--cfg-options'] + _data_options(demo_data))
+    assert result.returncode == 0, result.stderr[-3000:]
+    for kind in ('bbox', 'segm'):
+        with open(f'{prefix}.{kind}.json') as f:
+            detections = json.load(f)
+        assert isinstance(detections, list)
+        for det in detections[:5]:
+            assert {'image_id', 'category_id', 'score'} <= set(det)
+            assert ('segmentation' in det) == (kind == 'segm')
