@@ -1,0 +1,1 @@
+"""Point-to-object assignment of anchor-free dense heads (framework-free PyTorch)."""

@@ -1,0 +1,1 @@
+"""Shared backbones (framework-free PyTorch); import each from its own module."""

@@ -1,0 +1,1 @@
+"""CenterMask (Lee & Park, CVPR 2020): FCOS boxes, SAG-Mask RoI head, MaskIoU rescoring."""

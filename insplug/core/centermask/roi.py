@@ -1,0 +1,148 @@
+"""CenterMask's RoI plumbing: adaptive level assignment, multi-level RoIAlign, mask targets,
+proposal matching and mask pasting.
+
+Shape shorthand: N RoIs, G ground-truth objects, L pyramid levels, C channels, M mask side
+(28), S pooled side (14), H x W image.
+
+Adaptive RoI assignment (CenterMask eq. 2): a box of area ``a`` in an image of area ``A`` goes
+to level ``k = ceil(k_max - log2(A / a))``, clamped to [k_min, k_max]; a box covering the whole
+image thus uses the coarsest level, whatever the input resolution.
+"""
+import math
+from typing import List, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torchvision.ops import box_iou, roi_align
+
+
+def adaptive_roi_levels(boxes: Tensor, image_areas: Tensor, min_level: int,
+                        max_level: int) -> Tensor:
+    """Pyramid level of each RoI from its area relative to its image.
+
+    Args:
+        boxes: (N, 4) x1, y1, x2, y2.
+        image_areas: (N,) area (H * W) of each RoI's image.
+        min_level, max_level: finest and coarsest level (3 and 5 for P3-P5).
+
+    Returns:
+        (N,) long level index in [0, max_level - min_level].
+    """
+    area = ((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])).clamp(min=1e-6)
+    level = torch.ceil(max_level - torch.log2(image_areas / area))
+    return level.clamp(min_level, max_level).long() - min_level
+
+
+def multilevel_roi_align(features: Sequence[Tensor], rois: Tensor, levels: Tensor,
+                         strides: Sequence[int], output_size: int,
+                         sampling_ratio: int = 0) -> Tensor:
+    """RoIAlign each RoI from its own level.
+
+    Args:
+        features: L maps (B, C, H_l, W_l).
+        rois: (N, 5) batch index, x1, y1, x2, y2 in image coordinates.
+        levels: (N,) level index of each RoI.
+        strides: L strides.
+        output_size: S.
+        sampling_ratio: RoIAlign samples per bin (0: adaptive).
+
+    Returns:
+        (N, C, S, S).
+    """
+    out = features[0].new_zeros((rois.shape[0], features[0].shape[1], output_size, output_size))
+    for level, (feat, stride) in enumerate(zip(features, strides)):
+        index = (levels == level).nonzero(as_tuple=True)[0]
+        if index.numel():
+            out[index] = roi_align(feat, rois[index], output_size, 1.0 / stride,
+                                   sampling_ratio, aligned=True)
+    return out
+
+
+def boxes_to_rois(boxes: List[Tensor]) -> Tensor:
+    """Per-image boxes to one (N, 5) tensor of batch index, x1, y1, x2, y2."""
+    return torch.cat([torch.cat([b.new_full((len(b), 1), float(i)), b], 1)
+                      for i, b in enumerate(boxes)])
+
+
+def mask_targets(gt_masks: Tensor, gt_index: Tensor, boxes: Tensor, size: int) -> Tensor:
+    """Ground-truth masks cropped to RoIs and resampled to ``size x size``.
+
+    Args:
+        gt_masks: (G, H, W) bool/float masks of one image.
+        gt_index: (N,) object of each RoI.
+        boxes: (N, 4) RoI boxes.
+        size: M.
+
+    Returns:
+        (N, M, M) float in {0, 1} (bilinear samples thresholded at 0.5).
+    """
+    if boxes.shape[0] == 0:
+        return boxes.new_zeros((0, size, size))
+    rois = torch.cat([gt_index[:, None].to(boxes), boxes], 1)
+    crops = roi_align(gt_masks[:, None].to(boxes), rois, size, 1.0, 0, aligned=True)
+    return (crops[:, 0] >= 0.5).to(boxes)
+
+
+def match_proposals(proposals: Tensor, gt_boxes: Tensor, iou_threshold: float = 0.5) -> Tensor:
+    """Match proposals to objects by box IoU.
+
+    Args:
+        proposals: (N, 4).
+        gt_boxes: (G, 4).
+        iou_threshold: minimum IoU of a positive.
+
+    Returns:
+        (N,) long object index, -1 for background.
+    """
+    if gt_boxes.shape[0] == 0 or proposals.shape[0] == 0:
+        return torch.full((proposals.shape[0],), -1, dtype=torch.long, device=proposals.device)
+    iou, index = box_iou(proposals, gt_boxes).max(dim=1)
+    return torch.where(iou >= iou_threshold, index, torch.full_like(index, -1))
+
+
+def paste_masks(probs: Tensor, boxes: Tensor, height: int, width: int) -> Tensor:
+    """Paste RoI mask probabilities into the image by bilinear sampling.
+
+    Args:
+        probs: (N, M, M) mask probabilities in box coordinates.
+        boxes: (N, 4) boxes in image coordinates.
+        height, width: output size.
+
+    Returns:
+        (N, H, W) probabilities (0 outside the boxes).
+    """
+    n = probs.shape[0]
+    if n == 0:
+        return probs.new_zeros((0, height, width))
+    ys = torch.arange(height, device=probs.device, dtype=probs.dtype) + 0.5
+    xs = torch.arange(width, device=probs.device, dtype=probs.dtype) + 0.5
+    x1, y1, x2, y2 = boxes.to(probs.dtype).unbind(1)
+    # normalised [-1, 1] coordinates of every pixel centre inside each box
+    gx = (xs[None] - x1[:, None]) / (x2 - x1).clamp(min=1e-6)[:, None] * 2 - 1  # (N, W)
+    gy = (ys[None] - y1[:, None]) / (y2 - y1).clamp(min=1e-6)[:, None] * 2 - 1  # (N, H)
+    grid = torch.stack((gx[:, None, :].expand(n, height, width),
+                        gy[:, :, None].expand(n, height, width)), dim=3)
+    return F.grid_sample(probs[:, None], grid, mode='bilinear', padding_mode='zeros',
+                         align_corners=False)[:, 0]
+
+
+def subsample_positives(index: Tensor, max_num: int, generator=None) -> Tensor:
+    """Random subset of at most ``max_num`` positions where ``index >= 0``.
+
+    Args:
+        index: (N,) object index or -1.
+        max_num: cap (<= 0: keep all).
+
+    Returns:
+        (P,) long positions.
+    """
+    pos = (index >= 0).nonzero(as_tuple=True)[0]
+    if 0 < max_num < pos.numel():
+        pos = pos[torch.randperm(pos.numel(), generator=generator, device=pos.device)[:max_num]]
+    return pos
+
+
+def canonical_levels(strides: Sequence[int]) -> tuple:
+    """(min_level, max_level) of power-of-two strides, e.g. (3, 5) for 8, 16, 32."""
+    return int(round(math.log2(strides[0]))), int(round(math.log2(strides[-1])))

@@ -1,0 +1,1 @@
+"""EmbedMask (Ying et al., 2019): instance masks from proposal and pixel embeddings."""

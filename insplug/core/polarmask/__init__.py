@@ -1,0 +1,1 @@
+"""PolarMask: instance masks as polar contours of rays from a centre (Xie et al., CVPR 2020)."""

@@ -1,0 +1,1 @@
+"""Shared postprocess (framework-free PyTorch)."""

@@ -1,0 +1,1 @@
+"""Prototype/basis maths shared by YOLACT-style heads: mask assembly and fast mask-IoU rescoring."""

@@ -1,0 +1,1 @@
+"""Assigners of insplug registered in TASK_UTILS."""

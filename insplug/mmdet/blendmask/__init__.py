@@ -1,0 +1,1 @@
+"""BlendMask adapters (detector, FCOS box head with top layer, blender mask head)."""

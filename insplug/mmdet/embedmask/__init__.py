@@ -1,0 +1,1 @@
+"""EmbedMask (Ying et al., 2019) for mmdet 3.x."""

@@ -1,0 +1,1 @@
+"""Loss modules of insplug registered in MODELS (one file per loss family)."""

@@ -1,0 +1,1 @@
+"""PolarMask (Xie et al., CVPR 2020) for mmdet 3.x."""

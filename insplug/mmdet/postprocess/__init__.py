@@ -1,0 +1,1 @@
+"""mmdet adapters of the NMS family (registered in TASK_UTILS)."""

@@ -1,0 +1,89 @@
+"""ProtoNetEncoder (insplug.core.layers.protonet) and the mask-assembly helper
+(insplug.core.prototypes.assembly)."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+from insplug.core.layers.protonet import ProtoNetEncoder
+from insplug.core.prototypes import assembly as A
+
+
+def test_yolact_protonet_layout_and_shapes():
+    net = ProtoNetEncoder(in_channels=16, feat_channels=8, num_protos=32)
+    convs = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
+    # 3 x conv3x3, conv3x3 after the upsampling, 1x1 to k
+    assert [c.kernel_size for c in convs] == [(3, 3)] * 4 + [(1, 1)]
+    assert convs[-1].out_channels == 32
+    feats = (torch.randn(2, 16, 10, 12), torch.randn(2, 16, 5, 6))
+    protos = net(feats)
+    assert protos.shape == (2, 32, 20, 24)  # x2 of P3
+    assert (protos >= 0).all()  # YOLACT's ReLU on the prototypes
+
+
+def test_blendmask_bottom_module_fuses_levels():
+    net = ProtoNetEncoder(in_channels=8, feat_channels=8, num_protos=4, in_levels=(0, 1, 2),
+                          level_convs=True, norm='BN', proto_activation=None).eval()
+    feats = [torch.randn(1, 8, 16, 16), torch.randn(1, 8, 8, 8), torch.randn(1, 8, 4, 4)]
+    bases = net(feats)
+    assert bases.shape == (1, 4, 32, 32) and (bases < 0).any()
+    # changing a coarse level changes the bases: it is really fused in
+    feats2 = [feats[0], feats[1], feats[2] + 1.0]
+    assert not torch.allclose(net(feats2), bases)
+    with pytest.raises(ValueError, match='level_convs'):
+        ProtoNetEncoder(in_levels=(0, 1))
+    with pytest.raises(ValueError, match='in_levels'):
+        net(feats[:2])
+
+
+def test_linear_combination_against_einsum_and_crop_hand_worked():
+    gen = torch.Generator().manual_seed(0)
+    protos = torch.randn(3, 5, 6, generator=gen)
+    coeffs = torch.randn(4, 3, generator=gen)
+    ref = torch.einsum('khw,nk->nhw', protos, coeffs)
+    assert torch.allclose(A.linear_combination(protos, coeffs), ref, atol=1e-6)
+    ones = torch.ones(1, 5, 6)
+    # box x 2..4, y 1..3, padding 1 -> columns 1..4 (1 <= c < 5), rows 0..3
+    out = A.crop_masks(ones, torch.tensor([[2.0, 1.0, 4.0, 3.0]]), padding=1)
+    expect = torch.zeros(5, 6)
+    expect[0:4, 1:5] = 1
+    assert torch.equal(out[0], expect)
+    # padding 0 and a box touching the border is clamped to the grid
+    out = A.crop_masks(ones, torch.tensor([[4.0, 3.0, 9.0, 9.0]]), padding=0)
+    expect = torch.zeros(5, 6)
+    expect[3:, 4:] = 1
+    assert torch.equal(out[0], expect)
+
+
+def test_assemble_masks_is_sigmoid_then_crop_and_has_gradients():
+    protos = torch.randn(4, 8, 8, requires_grad=True)
+    coeffs = torch.randn(2, 4, requires_grad=True)
+    boxes = torch.tensor([[1.0, 1.0, 5.0, 6.0], [0.0, 0.0, 8.0, 8.0]])
+    out = A.assemble_masks(protos, coeffs, boxes, padding=0)
+    ref = torch.sigmoid(torch.einsum('khw,nk->nhw', protos, coeffs))
+    assert torch.allclose(out[1], ref[1])
+    assert out[0, 0].abs().sum() == 0 and torch.allclose(out[0, 1:6, 1:5], ref[0, 1:6, 1:5])
+    out.sum().backward()
+    assert protos.grad.abs().sum() > 0 and coeffs.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match='coeffs'):
+        A.linear_combination(protos, torch.randn(2, 5))
+
+
+def test_proto_mask_loss_normalises_by_box_area():
+    probs = torch.full((2, 10, 10), 0.5)
+    targets = torch.ones(2, 10, 10)
+    boxes = torch.tensor([[0.0, 0.0, 10.0, 10.0], [0.0, 0.0, 5.0, 2.0]])
+    loss = A.proto_mask_loss(probs, targets, boxes)
+    log2 = torch.log(torch.tensor(2.0))
+    # whole-grid box: plain mean BCE; a box covering 1/10 of the grid: x10
+    assert torch.allclose(loss, torch.stack([log2, log2 * 10]))
+
+
+def test_downsample_and_semantic_targets():
+    gt = torch.zeros(2, 8, 8, dtype=torch.bool)
+    gt[0, :4, :4] = True
+    gt[1, 4:, 4:] = True
+    small = A.downsample_gt_masks(gt, (2, 2))
+    assert small.tolist() == [[[1, 0], [0, 0]], [[0, 0], [0, 1]]]
+    sem = A.semantic_targets_multilabel(gt, torch.tensor([1, 1]), 3, (2, 2))
+    assert sem[1].tolist() == [[1, 0], [0, 1]] and sem[0].sum() == 0 and sem[2].sum() == 0
+    assert A.downsample_gt_masks(torch.zeros(0, 8, 8), (2, 2)).shape == (0, 2, 2)
