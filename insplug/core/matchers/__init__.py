@@ -1,0 +1,1 @@
+"""One-to-one assignment of predictions to targets (framework-free)."""

@@ -1,0 +1,39 @@
+"""Detectron2 adapters: ``import insplug.detectron2`` registers insplug's components.
+
+* RefineMask: ``RefineMaskHead`` (ROI_MASK_HEAD_REGISTRY) and ``RefineMaskROIHeads``
+  (ROI_HEADS_REGISTRY, with the semantic branch);
+* SparseInst: ``InsplugSparseInst`` (META_ARCH_REGISTRY);
+* pyramid pooling: ``build_ppm_backbone`` and ``build_resnet_ppm_fpn_backbone``
+  (BACKBONE_REGISTRY) around :class:`PyramidPoolingBackbone`, also usable as a neck;
+* :func:`add_insplug_config` adds keys under ``cfg.MODEL.INSPLUG`` only;
+* :func:`register_coco_instances` / :func:`register_shapes` register COCO-format sets for
+  detectron2's loaders and ``COCOEvaluator``.
+
+Nothing here changes detectron2's global default config or creates a registry of detectron2's
+names. ``import insplug`` never imports this package (nor detectron2).
+"""
+try:
+    import detectron2  # noqa: F401
+except ImportError as error:
+    raise ImportError(
+        'insplug.detectron2 needs detectron2, which is not on PyPI. Build it from its '
+        'repository against the installed torch: git clone '
+        'https://github.com/facebookresearch/detectron2 && cd detectron2 && '
+        'pip wheel --no-build-isolation --no-deps -w dist . && pip install --no-deps '
+        'dist/detectron2-*.whl && pip install fvcore iopath omegaconf hydra-core cloudpickle '
+        'tabulate yacs (see README, "Detectron2")') from error
+
+from .config import add_insplug_config, insplug_config_node  # noqa: E402
+from .datasets import check_num_classes, register_coco_instances, register_shapes  # noqa: E402
+from .pyramid_pooling import (PyramidPoolingBackbone, build_ppm_backbone,  # noqa: E402
+                              build_resnet_ppm_fpn_backbone)
+from .refinemask import RefineMaskHead, RefineMaskROIHeads  # noqa: E402
+from .sparseinst import InsplugSparseInst  # noqa: E402
+from .solver import build_optimizer  # noqa: E402
+
+__all__ = [
+    'add_insplug_config', 'insplug_config_node', 'check_num_classes', 'register_coco_instances',
+    'register_shapes', 'PyramidPoolingBackbone', 'build_ppm_backbone',
+    'build_resnet_ppm_fpn_backbone', 'RefineMaskHead', 'RefineMaskROIHeads',
+    'InsplugSparseInst', 'build_optimizer'
+]

@@ -1,0 +1,115 @@
+"""Train / evaluate insplug's detectron2 models from yacs configs (``tools/d2_train_net.py``).
+
+The PointRend pattern: ``get_cfg()``, then :func:`add_insplug_config`, then ``merge_from_file``
+and the command-line overrides. Datasets named ``shapes_train`` / ``shapes_val`` are registered
+from ``--shapes-root`` (the bundled demo set), others with ``--dataset NAME JSON IMAGE_ROOT``;
+the model's class count is checked against every training and test set. Evaluation uses
+detectron2's ``COCOEvaluator`` (bbox + segm). The optimizer is SGD or AdamW
+(``MODEL.INSPLUG.SOLVER.OPTIMIZER``).
+
+Example::
+
+    python -m insplug.datasets.shapes --out data/shapes
+    python tools/d2_train_net.py --config-file configs/detectron2/refinemask_r18_shapes.yaml
+    python tools/d2_train_net.py --config-file ... --eval-only MODEL.WEIGHTS path/model_final.pth
+"""
+import importlib.util
+import os.path as osp
+
+from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.config import get_cfg
+from detectron2.data import DatasetCatalog
+from detectron2.engine import DefaultTrainer, default_argument_parser, default_setup, launch
+from detectron2.evaluation import COCOEvaluator
+from detectron2.utils.events import CommonMetricPrinter, JSONWriter
+
+from .config import add_insplug_config
+from .datasets import check_num_classes, register_coco_instances, register_shapes
+from .solver import build_optimizer
+
+
+def num_classes_field(cfg):
+    """(config key, value) of the model's class count."""
+    if cfg.MODEL.META_ARCHITECTURE == 'InsplugSparseInst':
+        return ('MODEL.INSPLUG.SPARSEINST.DECODER.NUM_CLASSES',
+                cfg.MODEL.INSPLUG.SPARSEINST.DECODER.NUM_CLASSES)
+    return 'MODEL.ROI_HEADS.NUM_CLASSES', cfg.MODEL.ROI_HEADS.NUM_CLASSES
+
+
+class Trainer(DefaultTrainer):
+    """``DefaultTrainer`` with COCO evaluation and insplug's optimizer choice."""
+
+    @classmethod
+    def build_evaluator(cls, cfg, dataset_name, output_folder=None):
+        output_folder = output_folder or osp.join(cfg.OUTPUT_DIR, 'inference')
+        return COCOEvaluator(dataset_name, output_dir=output_folder)
+
+    @classmethod
+    def build_optimizer(cls, cfg, model):
+        return build_optimizer(cfg, model)
+
+    def build_writers(self):
+        """detectron2's writers, without TensorBoard when ``tensorboard`` is not installed."""
+        if importlib.util.find_spec('tensorboard') is not None:
+            return super().build_writers()
+        return [CommonMetricPrinter(self.max_iter),
+                JSONWriter(osp.join(self.cfg.OUTPUT_DIR, 'metrics.json'))]
+
+
+def setup_cfg(config_file, opts=(), args=None):
+    """The frozen config: defaults + insplug keys + ``config_file`` + ``opts``."""
+    cfg = get_cfg()
+    add_insplug_config(cfg)
+    cfg.merge_from_file(config_file)
+    cfg.merge_from_list(list(opts))
+    cfg.freeze()
+    if args is not None:
+        default_setup(cfg, args)
+    return cfg
+
+
+def register_datasets(cfg, shapes_root='data/shapes', datasets=()):
+    """Register ``datasets`` (NAME, JSON, IMAGE_ROOT triples) and, when the config names them
+    and they are not registered yet, the shapes splits; then check the class count."""
+    for name, json_file, image_root in datasets:
+        register_coco_instances(name, json_file, image_root)
+    names = list(cfg.DATASETS.TRAIN) + list(cfg.DATASETS.TEST)
+    registered = set(DatasetCatalog.list())
+    splits = [n.split('_', 1)[1] for n in names
+              if n not in registered and n in ('shapes_train', 'shapes_val')]
+    if splits:
+        register_shapes(shapes_root, splits=splits)
+    field, num_classes = num_classes_field(cfg)
+    check_num_classes(names, num_classes, field)
+
+
+def main(args):
+    cfg = setup_cfg(args.config_file, args.opts, args)
+    register_datasets(cfg, args.shapes_root, args.dataset or ())
+    if args.eval_only:
+        model = Trainer.build_model(cfg)
+        DetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(
+            cfg.MODEL.WEIGHTS, resume=args.resume)
+        return Trainer.test(cfg, model)
+    trainer = Trainer(cfg)
+    trainer.resume_or_load(resume=args.resume)
+    trainer.train()
+    return getattr(trainer, '_last_eval_results', None)  # the final evaluation's metrics
+
+
+def argument_parser():
+    parser = default_argument_parser()
+    parser.add_argument('--shapes-root', default='data/shapes',
+                        help='root of the bundled shapes set (python -m insplug.datasets.shapes)')
+    parser.add_argument('--dataset', nargs=3, action='append',
+                        metavar=('NAME', 'JSON', 'IMAGE_ROOT'),
+                        help='register a COCO-format set under NAME (repeatable)')
+    return parser
+
+
+def cli(argv=None):
+    args = argument_parser().parse_args(argv)
+    if args.num_gpus * args.num_machines <= 1:  # one process: keep main's return value
+        return main(args)
+    return launch(main, args.num_gpus, num_machines=args.num_machines,
+                  machine_rank=args.machine_rank, dist_url=args.dist_url, args=(args,))

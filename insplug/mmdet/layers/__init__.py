@@ -1,0 +1,1 @@
+"""Shared building blocks; import each from its own module."""

@@ -1,0 +1,1 @@
+"""SparseInst mmdet adapters: detector, criterion, matcher; encoder/decoder registration."""

@@ -1,0 +1,32 @@
+"""Helpers of the detectron2 adapter tests (importable as ``d2_utils``; no detectron2 import at
+module level)."""
+import os.path as osp
+
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+D2_CONFIGS = osp.join(REPO, 'configs', 'detectron2')
+INSTALL_HINT = ('detectron2 is not installed: build it from its repository against the '
+                'installed torch (in a clone of facebookresearch/detectron2: pip wheel '
+                '--no-build-isolation --no-deps -w dist . && pip install --no-deps '
+                'dist/detectron2-*.whl, then pip install fvcore iopath omegaconf hydra-core '
+                'cloudpickle tabulate yacs); see README, "Detectron2"')
+
+
+def d2_cfg(name, d2_shapes, *opts):
+    """Frozen yacs config of ``configs/detectron2/<name>`` on the registered demo split."""
+    from insplug.detectron2.train_net import setup_cfg
+    return setup_cfg(osp.join(D2_CONFIGS, name),
+                     ['DATASETS.TRAIN', (d2_shapes['train'],), 'DATASETS.TEST',
+                      (d2_shapes['val'],), 'DATALOADER.NUM_WORKERS', 0, 'MODEL.DEVICE', 'cpu',
+                      *opts])
+
+
+def first_batch(cfg, train=True, batch_size=2):
+    """One mapped batch of the config's first train (or test) set, deterministic order."""
+    from detectron2.data import DatasetCatalog, DatasetMapper, get_detection_dataset_dicts
+    if train:
+        dicts = get_detection_dataset_dicts(cfg.DATASETS.TRAIN, filter_empty=True)
+        mapper = DatasetMapper(cfg, is_train=True, augmentations=[])
+    else:
+        dicts = DatasetCatalog.get(cfg.DATASETS.TEST[0])
+        mapper = DatasetMapper(cfg, is_train=False, augmentations=[])
+    return [mapper(dict(d)) for d in dicts[:batch_size]]
