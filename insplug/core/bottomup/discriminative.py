@@ -1,0 +1,134 @@
+"""Discriminative-loss instance segmentation (De Brabandere et al., 2017): targets and inference.
+
+Shape shorthand: B images, D embedding dims, K classes (semantic branch has K + 1 channels,
+channel 0 = background), H/W output size, P = H * W, M ground-truth instances in the batch,
+N predicted instances.
+
+The network predicts a D-dim embedding per pixel (trained with
+:func:`insplug.core.losses.discriminative.discriminative_loss`), a semantic segmentation (cross
+entropy) that selects the foreground and labels the clusters by majority vote, and optionally an
+instance-count density: a per-pixel value whose sum over one instance is 1, so its sum over the
+foreground counts the instances (used by k-means clustering). The count loss per image is
+``mean_m |sum_{p in m} d_p - 1| + |sum_{p in background} d_p| / max(C, 1)``.
+"""
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from insplug.core.bottomup.instances import majority_vote_labels, scatter_masks
+from insplug.core.postprocess.clustering import MeanShiftClustering
+
+__all__ = ['semantic_targets', 'semantic_loss', 'count_density_loss', 'predicted_count',
+           'discriminative_inference']
+
+
+def semantic_targets(gt_masks: Tensor, gt_labels: Tensor, gt_img: Tensor,
+                     num_images: int) -> Tensor:
+    """Per-pixel semantic class: 0 background, ``label + 1`` inside an instance.
+
+    Args:
+        gt_masks: (M, P) bool.
+        gt_labels: (M,) long in [0, K).
+        gt_img: (M,) long in [0, B).
+        num_images: B.
+
+    Returns:
+        (B, P) long in [0, K].
+    """
+    num_pixels = gt_masks.shape[1]
+    values = (gt_labels + 1)[:, None] * gt_masks.long()
+    return torch.zeros(num_images, num_pixels, dtype=torch.long,
+                       device=gt_masks.device).scatter_reduce(
+        0, gt_img[:, None].expand(-1, num_pixels), values, reduce='amax')
+
+
+def semantic_loss(semantic_logits: Tensor, gt_masks: Tensor, gt_labels: Tensor,
+                  gt_img: Tensor) -> Tensor:
+    """Pixel-wise cross entropy of the semantic branch.
+
+    Args:
+        semantic_logits: (B, K + 1, H, W) float.
+        gt_masks: (M, H, W) bool.
+        gt_labels: (M,) long in [0, K).
+        gt_img: (M,) long.
+
+    Returns:
+        scalar.
+    """
+    batch, channels = semantic_logits.shape[:2]
+    if gt_labels.numel() and (gt_labels.min() < 0 or gt_labels.max() >= channels - 1):
+        raise ValueError(f'semantic_loss: `gt_labels` must lie in [0, {channels - 1}), got '
+                         f'{gt_labels.unique().tolist()}; set the head\'s num_classes to the '
+                         'dataset\'s class count')
+    target = semantic_targets(gt_masks.flatten(1), gt_labels, gt_img, batch)
+    return F.cross_entropy(semantic_logits.flatten(2), target)
+
+
+def count_density_loss(density: Tensor, gt_masks: Tensor, gt_img: Tensor) -> Tensor:
+    """Instance-count density loss, mean over images.
+
+    Args:
+        density: (B, P) float non-negative per-pixel density.
+        gt_masks: (M, P) bool.
+        gt_img: (M,) long.
+
+    Returns:
+        scalar.
+    """
+    batch = density.shape[0]
+    fmask = gt_masks.to(density.dtype)
+    per_inst = (fmask * density[gt_img]).sum(1)  # M
+    inst_err = density.new_zeros(batch).index_add_(0, gt_img, (per_inst - 1).abs())
+    count = density.new_zeros(batch).index_add_(0, gt_img, torch.ones_like(per_inst))
+    covered = density.new_zeros(density.shape).index_add_(0, gt_img, fmask) > 0
+    bg_err = (density * ~covered).sum(1)
+    return ((inst_err + bg_err) / count.clamp(min=1)).mean()
+
+
+def predicted_count(density: Tensor, foreground: Tensor) -> int:
+    """Rounded sum of the count density over the foreground.
+
+    Args:
+        density: (P,) float.
+        foreground: (P,) bool.
+
+    Returns:
+        int >= 0.
+    """
+    return int(torch.round(density[foreground].sum()).clamp(min=0))
+
+
+def discriminative_inference(embeddings: Tensor, semantic_logits: Tensor, clusterer=None,
+                             density: Optional[Tensor] = None, min_pixels: int = 1):
+    """Instances of one image: cluster the embeddings of the semantic foreground (pixels whose
+    background probability is below 0.5).
+
+    Args:
+        embeddings: (D, H, W) float.
+        semantic_logits: (K + 1, H, W) float (channel 0 background).
+        clusterer: callable ``(embeddings (P', D), num_instances=...)`` ->
+            ``(masks (N, P') bool, scores or None)``; default: mean-shift with bandwidth 0.5.
+        density: optional (H, W) float count density (gives ``num_instances``).
+        min_pixels: smaller clusters are dropped.
+
+    Returns:
+        masks: (N, H, W) bool.
+        labels: (N,) long in [0, K), majority vote of the per-pixel best foreground class.
+        scores: (N,) float, mean probability of the voted class over the mask.
+    """
+    clusterer = MeanShiftClustering() if clusterer is None else clusterer
+    height, width = embeddings.shape[-2:]
+    prob = torch.softmax(semantic_logits, 0).flatten(1)  # K + 1, P
+    fg = prob[0] < 0.5
+    num = predicted_count(density.flatten(), fg) if density is not None else None
+    sub_masks, scores = clusterer(embeddings.flatten(1)[:, fg].t(), num_instances=num)
+    masks = scatter_masks(sub_masks, fg)
+    masks = masks[masks.sum(1) >= min_pixels]
+    fg_prob = prob[1:]
+    labels = majority_vote_labels(masks, fg_prob)
+    fmask = masks.to(prob.dtype)
+    class_prob = fg_prob[labels]  # N, P
+    scores = (class_prob * fmask).sum(1) / fmask.sum(1).clamp(min=1)
+    return masks.view(-1, height, width), labels, scores
