@@ -5,6 +5,8 @@ replaces the schedule by ``max_iters`` iterations at constant LR after a short w
 every iteration's total loss, and returns the losses and the COCO metrics of the final model.
 """
 import copy
+import json
+import os.path as osp
 
 import torch
 from mmengine.config import Config
@@ -92,3 +94,33 @@ def train_and_evaluate(config, data, work_dir, max_iters, lr=None, warmup_iters=
 
 def mean(values):
     return sum(values) / max(len(values), 1)
+
+
+def fit_subset_options(config, data, work_dir, num_images=4, size=160):
+    """``train_and_evaluate`` arguments that train and evaluate on the first ``num_images``
+    training images at ``size`` px without flips (annotation subset written to ``work_dir``).
+
+    Returns:
+        (data dict for ``train_and_evaluate``, its ``cfg_options``).
+    """
+    with open(data['root'] + data['train_ann']) as f:
+        coco = json.load(f)
+    keep = sorted(im['id'] for im in coco['images'])[:num_images]
+    coco['images'] = [im for im in coco['images'] if im['id'] in keep]
+    coco['annotations'] = [a for a in coco['annotations'] if a['image_id'] in keep]
+    ann = osp.join(str(work_dir), f'train_first{num_images}.json')
+    with open(ann, 'w') as f:
+        json.dump(coco, f)
+    cfg = Config.fromfile(config)
+    pipelines = {}
+    for key in ('train_dataloader', 'val_dataloader'):
+        steps = [dict(p) for p in cfg[key].dataset.pipeline if p['type'] != 'RandomFlip']
+        for p in steps:
+            if p['type'] == 'Resize':
+                p['scale'] = (size, size)
+        pipelines[f'{key}.dataset.pipeline'] = steps
+    subset = dict(data, train_ann=ann)  # absolute path: the dataset's join keeps it
+    # an infinite sampler: mmengine's iteration loop sleeps 2 s at every epoch end (an epoch is
+    # a single batch here)
+    return subset, dict(pipelines, **{'val_evaluator.ann_file': ann,
+                                      'train_dataloader.sampler.type': 'InfiniteSampler'})

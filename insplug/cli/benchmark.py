@@ -12,13 +12,19 @@ set is needed.
 Measured, each as the median of ``--num-iters`` timed iterations after ``--warmup``:
 * inference: ``model.test_step`` (pre-processing, forward, post-processing), in eval mode;
 * training step: ``model.train_step`` (forward, losses, backward, optimizer step).
-Peak memory is torch's peak allocation on CUDA, and the process's peak resident set size on CPU
+Each config is measured in a fresh process, so figures do not carry over between configs. Peak
+memory is torch's peak allocation on CUDA, and the process's peak resident set size on CPU
 (inference is measured first, so its figure is the peak before any training step ran). FLOPs
 are counted by ``torch.utils.flop_counter`` over one inference forward (2 FLOPs per
 multiply-add; ops it does not know, such as RoIAlign or grid sampling, count as zero).
+
+Untrained two-stage models often keep no box above the score threshold on a synthetic image,
+so their mask head never runs: pass a checkpoint, or e.g.
+``--cfg-options model.test_cfg.rcnn.score_thr=0`` to time the mask head on a fixed box count.
 """
 import argparse
 import importlib.util
+import multiprocessing
 import json
 import os
 import os.path as osp
@@ -29,6 +35,7 @@ import time
 
 import numpy as np
 import torch
+from concurrent.futures import ProcessPoolExecutor
 
 
 def resolve_config(path):
@@ -126,7 +133,7 @@ def _peak_memory_mib(device):
 
 
 def measure(config, checkpoint=None, shape=None, batch_size=1, num_iters=10, warmup=2,
-            device='cpu', train=True):
+            device='cpu', train=True, cfg_options=None):
     """Benchmark one config; returns a dict of figures (see module docstring)."""
     import insplug  # noqa: F401
     from mmengine.config import Config
@@ -136,6 +143,8 @@ def measure(config, checkpoint=None, shape=None, batch_size=1, num_iters=10, war
 
     path = resolve_config(config)
     cfg = Config.fromfile(path)
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
     init_default_scope(cfg.get('default_scope', 'mmdet'))
     shape = tuple(shape) if shape else default_shape(cfg)
     model = MODELS.build(cfg.model).to(device)
@@ -192,6 +201,7 @@ def format_table(results):
 
 
 def main(argv=None):
+    from mmengine.config import DictAction
     parser = argparse.ArgumentParser(description='Benchmark a detector config')
     parser.add_argument('config')
     parser.add_argument('checkpoint', nargs='?')
@@ -203,16 +213,20 @@ def main(argv=None):
     parser.add_argument('--warmup', type=int, default=2)
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     parser.add_argument('--no-train', action='store_true', help='skip the training step')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='key=value overrides applied to every measured config')
     parser.add_argument('--out', help='JSON file (default: work_dirs/benchmark/NAME.json)')
     args = parser.parse_args(argv)
 
     results = []
+    spawn = multiprocessing.get_context('spawn')
     for i, config in enumerate([args.config] + args.compare):
-        results.append(measure(config, args.checkpoint if i == 0 else None, args.shape,
-                               args.batch_size, args.num_iters, args.warmup, args.device,
-                               train=not args.no_train))
-        if args.device.startswith('cuda'):
-            torch.cuda.reset_peak_memory_stats()
+        # a fresh process per config: peak memory (ru_maxrss) cannot be reset in a process
+        with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as pool:
+            results.append(pool.submit(
+                measure, config, args.checkpoint if i == 0 else None, args.shape,
+                args.batch_size, args.num_iters, args.warmup, args.device,
+                not args.no_train, args.cfg_options and dict(args.cfg_options)).result())
     print(format_table(results))
     out = args.out or osp.join('work_dirs', 'benchmark',
                                osp.splitext(osp.basename(args.config))[0] + '.json')

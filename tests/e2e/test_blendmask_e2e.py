@@ -11,9 +11,9 @@ suite's time budget; on all 24 images at 256 px the same 40 iterations reach onl
 import os.path as osp
 
 import pytest
-from e2e_utils import mean, train_and_evaluate
+from e2e_utils import fit_subset_options, mean, train_and_evaluate
 # the subset/resize helper shared by the issue-4 e2e tests (candidate for tests/e2e_utils.py)
-from test_yolact_protonet_e2e import BLENDMASK, fit_subset_options
+from test_yolact_protonet_e2e import BLENDMASK
 
 ITERS = 40
 

@@ -16,42 +16,12 @@ import json
 import os.path as osp
 
 import pytest
-from e2e_utils import mean, train_and_evaluate
+from e2e_utils import fit_subset_options, mean, train_and_evaluate
 from mmengine.config import Config
 
 CONFIGS = osp.join(osp.dirname(__file__), '..', '..', 'configs', 'demo')
 YOLACT = osp.join(CONFIGS, 'yolact_protonet_r18_shapes.py')
 BLENDMASK = osp.join(CONFIGS, 'blendmask_r18_shapes.py')
-
-
-def fit_subset_options(config, data, work_dir, num_images=4, size=160):
-    """``train_and_evaluate`` arguments that train and evaluate on the first ``num_images``
-    training images at ``size`` px without flips (annotation subset written to ``work_dir``).
-
-    Returns:
-        (data dict for ``train_and_evaluate``, its ``cfg_options``).
-    """
-    with open(data['root'] + data['train_ann']) as f:
-        coco = json.load(f)
-    keep = sorted(im['id'] for im in coco['images'])[:num_images]
-    coco['images'] = [im for im in coco['images'] if im['id'] in keep]
-    coco['annotations'] = [a for a in coco['annotations'] if a['image_id'] in keep]
-    ann = osp.join(str(work_dir), f'train_first{num_images}.json')
-    with open(ann, 'w') as f:
-        json.dump(coco, f)
-    cfg = Config.fromfile(config)
-    pipelines = {}
-    for key in ('train_dataloader', 'val_dataloader'):
-        steps = [dict(p) for p in cfg[key].dataset.pipeline if p['type'] != 'RandomFlip']
-        for p in steps:
-            if p['type'] == 'Resize':
-                p['scale'] = (size, size)
-        pipelines[f'{key}.dataset.pipeline'] = steps
-    subset = dict(data, train_ann=ann)  # absolute path: the dataset's join keeps it
-    # an infinite sampler: mmengine's iteration loop sleeps 2 s at every epoch end (an epoch is
-    # a single batch here)
-    return subset, dict(pipelines, **{'val_evaluator.ann_file': ann,
-                                      'train_dataloader.sampler.type': 'InfiniteSampler'})
 
 
 @pytest.fixture(scope='module')
