@@ -1,35 +1,44 @@
-"""End to end: the discriminative-loss demo config trains on the bundled shapes set and learns.
+"""End to end: the discriminative-loss demo config fits a few shapes images.
 
-Trained from scratch for 200 CPU iterations (about 30 s), evaluated on the training images
-(``evaluate_on='train'``): a fitting check, not generalisation. Checks:
+Trained from scratch for 150 CPU iterations at the config's Adam lr 3e-3 on the first 4 training
+images at 128 px without flips, batch 4, and evaluated on those same images
+(``evaluate_on='train'``, subset helper shared with ``test_spatialembeddings_e2e``): a fitting
+check of the whole pipeline (embeddings, discriminative + semantic losses, mean-shift, majority
+vote labels, COCO output), not generalisation. On all 24 images the suite's budget is too small
+(segm AP 0.000 after 200 iterations). Checks:
 
-* the total loss falls below half its start (measured about 10 -> 2.3; at the start all
-  embeddings coincide, so the push term is (2 delta_d)^2 = 9);
-* the semantic branch learned where the objects are: on training images the mean foreground
-  probability (1 - p_background) inside ground-truth instances exceeds the background's by more
-  than 0.1;
-* CocoMetric evaluates the detector (segm metrics present).
-
-Not asserted: a segm AP floor. At this budget mean-shift on the embeddings matches only a few
-instances and the measured segm AP is 0.000 (bbox AR@100 about 0.007).
+* the total loss falls below 0.1 of its start (measured 9.4 -> 0.27 with seed 0; at the start
+  all embeddings nearly coincide, so the push term is about (2 delta_d)^2 = 9);
+* segm AP50 > 0.15 (the floor: the model after one step at lr 1e-12, i.e. untrained, scores
+  0.000 with seeds 0 and 1; 0.15 needs masks matching several shapes at IoU >= 0.5 with the
+  right class, about 0.6 of the weakest trained seed's value). Measured with
+  ``OMP_NUM_THREADS=1``, seeds 0 / 1 / 2: segm AP50 0.467 / 0.282 / 0.635, segm mAP
+  0.328 / 0.186 / 0.433 (seeds 3-5: AP50 0.26-0.52). The remaining errors are wrong
+  majority-vote classes of small shapes and large shapes split in several clusters. The test
+  uses seed 0;
+* the semantic branch learned where the objects are: the mean foreground probability
+  (1 - p_background) inside ground-truth instances exceeds the background's by more than 0.1.
 """
 import os.path as osp
 
 import torch
 from e2e_utils import mean, train_and_evaluate
-from test_spatialembeddings_e2e import foreground_contrast
+from test_spatialembeddings_e2e import fit_subset_options, foreground_contrast
 
 CONFIG = osp.join(osp.dirname(__file__), '..', '..', 'configs', 'demo',
                   'discriminative_erfnet_shapes.py')
 
 
-def test_discriminative_learns_on_shapes(demo_data, tmp_path):
-    out = train_and_evaluate(CONFIG, demo_data, tmp_path, max_iters=200, lr=1e-3,
-                             evaluate_on='train', batch_size=4)
-    losses = out['losses']
-    assert len(losses) == 200
-    assert mean(losses[-20:]) < 0.5 * mean(losses[:10]), (losses[:10], losses[-20:])
-    assert 'coco/segm_mAP' in out['metrics'], out['metrics']
+def test_discriminative_fits_shapes(demo_data, tmp_path):
+    data, opts = fit_subset_options(CONFIG, demo_data, tmp_path)
+    out = train_and_evaluate(CONFIG, data, tmp_path, max_iters=150, evaluate_on='train',
+                             batch_size=4, cfg_options=opts, seed=0)
+    losses, metrics = out['losses'], out['metrics']
+    print(f'discriminative e2e: loss {mean(losses[:5]):.3f} -> {mean(losses[-5:]):.3f}, '
+          f'metrics {metrics}')
+    assert len(losses) == 150
+    assert mean(losses[-10:]) < 0.1 * mean(losses[:5]), (losses[:5], losses[-10:])
+    assert metrics['coco/segm_mAP_50'] > 0.15, metrics
     contrast = foreground_contrast(out['runner'],
                                    lambda o: 1 - torch.softmax(o[1], 1)[:, 0])
     assert contrast > 0.1, contrast

@@ -1,28 +1,66 @@
-"""End to end: the SpatialEmbeddings demo config trains on the bundled shapes set and learns.
+"""End to end: the SpatialEmbeddings demo config fits a few shapes images.
 
-Trained from scratch (no pretrained weights) for 200 CPU iterations (about 25 s), evaluated on
-the training images (``evaluate_on='train'``): a fitting check, not generalisation. Checks:
+Trained from scratch (no pretrained weights) for 100 CPU iterations at the config's Adam lr 2e-3
+on the first 4 training images at 128 px without flips, batch 4, and evaluated on those same
+images (``evaluate_on='train'``): a fitting check of the whole pipeline (offsets, sigma, seeds,
+Lovasz loss, greedy seed clustering, COCO output), not generalisation. On all 24 images the
+suite's budget is far too small for a bottom-up model trained from scratch (segm AP50 0.00-0.02
+after 200 iterations; the official schedule is 200 epochs). Checks:
 
-* the total loss falls below 0.6 of its start (measured 2.68 -> 1.2);
-* the seed maps learned where the objects are: on training images the mean best-class seed
-  inside ground-truth instances exceeds the background's by more than 0.1 (an untrained
-  model's seeds are about 0.5 everywhere: difference about 0);
-* CocoMetric evaluates the detector (segm metrics present).
+* the total loss falls below 0.4 of its start (measured 2.85 -> 0.67 with seed 0);
+* segm AP50 > 0.15 (the floor: the model after one step at lr 1e-12, i.e. untrained, scores
+  0.000 with seeds 0 and 1; 0.15 needs masks matching several shapes at IoU >= 0.5 with the
+  right class, about half the weakest trained seed's value). Measured with
+  ``OMP_NUM_THREADS=1``, seeds 0 / 1 / 2: segm AP50 0.587 / 0.293 / 0.521, segm mAP
+  0.363 / 0.129 / 0.277 (seeds 3-5: AP50 0.29-0.62). The test uses seed 0;
+* the seed maps learned where the objects are: the mean best-class seed inside ground-truth
+  instances exceeds the background's by more than 0.1.
 
-Not asserted: a segm AP floor. At this budget the greedy seed clustering finds few instances
-and the measured segm AP50 varies between 0.00 and 0.02 from run to run (bottom-up embeddings
-need far longer training than top-down heads; the official schedule is 200 epochs).
+Seeded runs are bit-identical with ``OMP_NUM_THREADS=1``; with 2 threads the total losses of two
+runs with the same seed differ slightly (about 0.1% of the summed loss of 30 iterations) from
+thread-scheduled float reductions outside insplug (its losses and the ERFNet gradients are
+bit-identical in repeated 2-thread calls).
 """
+import json
 import os.path as osp
 
 import torch
 from e2e_utils import mean, train_and_evaluate
+from mmengine.config import Config
 from mmengine.dataset import pseudo_collate
 
 from insplug.mmdet.bottomup.heads import batch_gt
 
 CONFIG = osp.join(osp.dirname(__file__), '..', '..', 'configs', 'demo',
                   'spatialembeddings_erfnet_shapes.py')
+
+
+def fit_subset_options(config, data, work_dir, num_images=4, size=128):
+    """``train_and_evaluate`` arguments that train and evaluate on the first ``num_images``
+    training images at ``size`` px without flips (annotation subset written to ``work_dir``).
+
+    Returns:
+        (data dict for ``train_and_evaluate``, its ``cfg_options``).
+    """
+    with open(data['root'] + data['train_ann']) as f:
+        coco = json.load(f)
+    keep = set(sorted(im['id'] for im in coco['images'])[:num_images])
+    coco['images'] = [im for im in coco['images'] if im['id'] in keep]
+    coco['annotations'] = [a for a in coco['annotations'] if a['image_id'] in keep]
+    ann = osp.join(str(work_dir), f'train_first{num_images}.json')
+    with open(ann, 'w') as f:
+        json.dump(coco, f)
+    cfg = Config.fromfile(config)
+    options = {'val_evaluator.ann_file': ann,
+               # mmengine's iteration loop sleeps 2 s at every epoch end (one batch here)
+               'train_dataloader.sampler.type': 'InfiniteSampler'}
+    for key in ('train_dataloader', 'val_dataloader'):
+        steps = [dict(p) for p in cfg[key].dataset.pipeline if p['type'] != 'RandomFlip']
+        for p in steps:
+            if p['type'] == 'Resize':
+                p['scale'] = (size, size)
+        options[f'{key}.dataset.pipeline'] = steps
+    return dict(data, train_ann=ann), options  # absolute path: the dataset's join keeps it
 
 
 def foreground_contrast(runner, score_fn):
@@ -40,13 +78,16 @@ def foreground_contrast(runner, score_fn):
     return (score[inside].mean() - score[~inside].mean()).item()
 
 
-def test_spatialembeddings_learns_on_shapes(demo_data, tmp_path):
-    out = train_and_evaluate(CONFIG, demo_data, tmp_path, max_iters=200, lr=2e-3,
-                             evaluate_on='train', batch_size=4)
-    losses = out['losses']
-    assert len(losses) == 200
-    assert mean(losses[-20:]) < 0.6 * mean(losses[:10]), (losses[:10], losses[-20:])
-    assert 'coco/segm_mAP_50' in out['metrics'], out['metrics']
+def test_spatialembeddings_fits_shapes(demo_data, tmp_path):
+    data, opts = fit_subset_options(CONFIG, demo_data, tmp_path)
+    out = train_and_evaluate(CONFIG, data, tmp_path, max_iters=100, evaluate_on='train',
+                             batch_size=4, cfg_options=opts, seed=0)
+    losses, metrics = out['losses'], out['metrics']
+    print(f'SpatialEmbeddings e2e: loss {mean(losses[:5]):.3f} -> {mean(losses[-5:]):.3f}, '
+          f'metrics {metrics}')
+    assert len(losses) == 100
+    assert mean(losses[-10:]) < 0.4 * mean(losses[:5]), (losses[:5], losses[-10:])
+    assert metrics['coco/segm_mAP_50'] > 0.15, metrics
     contrast = foreground_contrast(out['runner'],
                                    lambda o: torch.sigmoid(o[2]).max(1).values)
     assert contrast > 0.1, contrast
