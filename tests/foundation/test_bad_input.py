@@ -1,11 +1,13 @@
 """Bad input gives clear errors or correct skipping: degenerate masks, empty images, wrong
 categories, and a config whose num_classes does not match the dataset."""
 import json
+import logging
 import os.path as osp
 
 import numpy as np
 import pytest
 from mmengine.config import Config
+from mmengine.logging import MMLogger
 from mmengine.registry import DefaultScope
 from mmengine.runner import Runner
 from PIL import Image
@@ -50,7 +52,7 @@ def _build(root, test_mode):
             filter_cfg=None if test_mode else dict(filter_empty_gt=True, min_size=1)))
 
 
-def test_degenerate_masks_are_dropped_with_a_message(tmp_path, capsys):
+def test_degenerate_masks_are_dropped_with_a_message(tmp_path):
     zero = mask_utils.encode(np.zeros((32, 32), np.uint8, order='F'))
     annotations = [
         dict(image_id=1, segmentation=_square_rle()),                      # valid
@@ -59,8 +61,16 @@ def test_degenerate_masks_are_dropped_with_a_message(tmp_path, capsys):
         dict(image_id=2, segmentation=dict(counts=zero['counts'].decode(), size=[32, 32])),
     ]                                                                       # image 3: none
     _write_set(tmp_path, annotations)
-    train = _build(tmp_path, test_mode=False)
-    logged = capsys.readouterr().out  # mmengine's logger writes to stdout
+    records = []
+    handler = logging.Handler()
+    handler.emit = lambda record: records.append(record.getMessage())
+    logger = MMLogger.get_current_instance()  # where print_log(logger='current') writes
+    logger.addHandler(handler)
+    try:
+        train = _build(tmp_path, test_mode=False)
+    finally:
+        logger.removeHandler(handler)
+    logged = '\n'.join(records)
     assert 'dropped 3 annotation(s)' in logged and 'annotation id 2' in logged
     assert len(train) == 1  # images 2 and 3 have no usable instance: filtered for training
     assert len(train[0]['instances']) == 1
