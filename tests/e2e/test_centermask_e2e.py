@@ -1,24 +1,49 @@
-"""CenterMask end to end on the demo shapes: the demo config trains and its masks score.
+"""End to end: CenterMask (demo config, half-width ResNet-18 from scratch) learns on the shapes set.
 
-60 CPU iterations (batch 4) from scratch with a half-width ResNet-18, evaluated on the
-training images (``evaluate_on='train'``): this measures fitting, not generalisation. An
-untrained model scores 0.0 segm AP (its class scores start at the 0.01 prior, below the 0.05
-test threshold); the floors below are about half of what the run reaches (see the report), so
-they fail when the masks stop being learned but tolerate thread-count noise.
-Measured on the reference machine: this run reaches segm AP50 0.065 (loss 3.4 -> 2.4).
+Trains ``configs/demo/centermask_r18_shapes.py`` once per module (fixture) for 40 iterations,
+batch 4, lr 0.02, on the first 4 training images at 160 px without flips (``fit_subset_options``:
+every step sees the same 4 images, infinite sampler), and evaluates on those same images
+(``evaluate_on='train'``: the suite checks that the whole pipeline -- FCOS assignment, box
+proposals, RoIAlign, SAG-Mask, mask loss, inference and pasting -- can fit data, not
+generalisation). On all 24 images at 256 px, 60 iterations reached only segm mAP50 ~0.065, a
+value too close to any usable floor to survive a changed data order or thread count.
+
+Measured segm mAP50 (segm mAP) after the run, seeds 0/1/2:
+  OMP_NUM_THREADS=1: 0.514 (0.196) / 0.649 (0.196) / 0.328 (0.129)
+  OMP_NUM_THREADS=2: 0.661 (0.177) / 0.302 (0.160) / 0.557 (0.137)
+Loss (mean of first / last 8 iterations) falls to 0.48-0.51 of its start (3.1-3.4 -> 1.5-1.7).
+Cost: about 10 s CPU (user+sys) for training and evaluation with one thread.
 """
 import os.path as osp
 
-from e2e_utils import mean, train_and_evaluate
+import pytest
+from e2e_utils import fit_subset_options, mean, train_and_evaluate
 
 CONFIG = osp.join(osp.dirname(__file__), '..', '..', 'configs', 'demo', 'centermask_r18_shapes.py')
+ITERS = 40
+# An untrained model scores segm mAP50 0.0 (class scores start at the 0.01 prior, below the 0.05
+# test threshold, so nothing is detected); 0.1 needs SAG-Mask masks overlapping several shapes
+# at IoU >= 0.5, and sits 3x below the lowest measured value (0.302, seed 1, two threads).
+AP50_FLOOR = 0.1
 
 
-def test_centermask_learns_on_shapes(demo_data, tmp_path):
-    out = train_and_evaluate(CONFIG, demo_data, tmp_path, max_iters=60, lr=0.02,
-                             evaluate_on='train', batch_size=4)
-    losses = out['losses']
-    assert len(losses) == 60
-    assert mean(losses[-10:]) < 0.8 * mean(losses[:10]), losses
-    metrics = out['metrics']
-    assert metrics['coco/segm_mAP_50'] > 0.025, metrics
+@pytest.fixture(scope='module')
+def centermask_run(demo_data, tmp_path_factory):
+    work = tmp_path_factory.mktemp('centermask')
+    data, opts = fit_subset_options(CONFIG, demo_data, work, num_images=4, size=160)
+    out = train_and_evaluate(CONFIG, data, work, max_iters=ITERS, lr=0.02, evaluate_on='train',
+                             batch_size=4, cfg_options=opts)
+    first, last = mean(out['losses'][:8]), mean(out['losses'][-8:])
+    print(f'CenterMask e2e: loss {first:.3f} -> {last:.3f}, metrics {out["metrics"]}')
+    return out
+
+
+def test_centermask_loss_falls(centermask_run):
+    losses = centermask_run['losses']
+    assert len(losses) == ITERS
+    # measured ratio 0.48-0.51 (last 8 / first 8 iterations)
+    assert mean(losses[-8:]) < 0.75 * mean(losses[:8]), losses
+
+
+def test_centermask_segm_ap_above_floor(centermask_run):
+    assert centermask_run['metrics']['coco/segm_mAP_50'] > AP50_FLOOR, centermask_run['metrics']

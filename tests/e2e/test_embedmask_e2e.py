@@ -1,24 +1,49 @@
-"""EmbedMask end to end on the demo shapes: the demo config trains and its masks score.
+"""End to end: EmbedMask (demo config, half-width ResNet-18 from scratch) learns on the shapes set.
 
-60 CPU iterations (batch 4) from scratch with a half-width ResNet-18, evaluated on the
-training images (``evaluate_on='train'``): this measures fitting, not generalisation. An
-untrained model scores 0.0 segm AP (its class scores start at the 0.01 prior, below the 0.05
-test threshold); the floors below are about half of what the run reaches (see the report), so
-they fail when the masks stop being learned but tolerate thread-count noise.
-Measured on the reference machine: this run reaches segm AP50 0.010 (loss 3.5 -> 2.5).
+Trains ``configs/demo/embedmask_r18_shapes.py`` once per module (fixture) for 40 iterations,
+batch 4, lr 0.01, on the first 4 training images at 160 px without flips (``fit_subset_options``:
+every step sees the same 4 images, infinite sampler), and evaluates on those same images
+(``evaluate_on='train'``: the suite checks that the whole pipeline -- FCOS assignment, proposal
+and pixel embeddings with learned margins, the mask loss, inference and mask pasting -- can fit
+data, not generalisation). On all 24 images at 256 px, 60 iterations reached only segm mAP50
+~0.01, a value too close to any usable floor to survive a changed data order or thread count.
+
+Measured segm mAP50 (segm mAP) after the run, seeds 0/1/2:
+  OMP_NUM_THREADS=1: 0.585 (0.361) / 0.508 (0.335) / 0.530 (0.292)
+  OMP_NUM_THREADS=2: 0.627 (0.333) / 0.555 (0.351) / 0.555 (0.270)
+Loss (mean of first / last 8 iterations) falls to 0.43-0.47 of its start (3.3 -> 1.5).
+Cost: about 7 s CPU (user+sys) for training and evaluation with one thread.
 """
 import os.path as osp
 
-from e2e_utils import mean, train_and_evaluate
+import pytest
+from e2e_utils import fit_subset_options, mean, train_and_evaluate
 
 CONFIG = osp.join(osp.dirname(__file__), '..', '..', 'configs', 'demo', 'embedmask_r18_shapes.py')
+ITERS = 40
+# An untrained model scores segm mAP50 0.0 (class scores start at the 0.01 prior, below the 0.05
+# test threshold, so nothing is detected); 0.15 needs embedding masks overlapping most shapes
+# at IoU >= 0.5, and sits 3.4x below the lowest measured value (0.508, seed 1, one thread).
+AP50_FLOOR = 0.15
 
 
-def test_embedmask_learns_on_shapes(demo_data, tmp_path):
-    out = train_and_evaluate(CONFIG, demo_data, tmp_path, max_iters=60, lr=0.01,
-                             evaluate_on='train', batch_size=4)
-    losses = out['losses']
-    assert len(losses) == 60
-    assert mean(losses[-10:]) < 0.85 * mean(losses[:10]), losses
-    metrics = out['metrics']
-    assert metrics['coco/segm_mAP_50'] > 0.004, metrics
+@pytest.fixture(scope='module')
+def embedmask_run(demo_data, tmp_path_factory):
+    work = tmp_path_factory.mktemp('embedmask')
+    data, opts = fit_subset_options(CONFIG, demo_data, work, num_images=4, size=160)
+    out = train_and_evaluate(CONFIG, data, work, max_iters=ITERS, lr=0.01, evaluate_on='train',
+                             batch_size=4, cfg_options=opts)
+    first, last = mean(out['losses'][:8]), mean(out['losses'][-8:])
+    print(f'EmbedMask e2e: loss {first:.3f} -> {last:.3f}, metrics {out["metrics"]}')
+    return out
+
+
+def test_embedmask_loss_falls(embedmask_run):
+    losses = embedmask_run['losses']
+    assert len(losses) == ITERS
+    # measured ratio 0.43-0.47 (last 8 / first 8 iterations)
+    assert mean(losses[-8:]) < 0.7 * mean(losses[:8]), losses
+
+
+def test_embedmask_segm_ap_above_floor(embedmask_run):
+    assert embedmask_run['metrics']['coco/segm_mAP_50'] > AP50_FLOOR, embedmask_run['metrics']

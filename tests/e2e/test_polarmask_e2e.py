@@ -1,24 +1,50 @@
-"""PolarMask end to end on the demo shapes: the demo config trains and its masks score.
+"""End to end: PolarMask (demo config, half-width ResNet-18 from scratch) learns on the shapes set.
 
-60 CPU iterations (batch 4) from scratch with a half-width ResNet-18, evaluated on the
-training images (``evaluate_on='train'``): this measures fitting, not generalisation. An
-untrained model scores 0.0 segm AP (its class scores start at the 0.01 prior, below the 0.05
-test threshold); the floors below are about half of what the run reaches (see the report), so
-they fail when the masks stop being learned but tolerate thread-count noise.
-Measured on the reference machine: this run reaches segm AP50 0.039 (loss 8.1 -> 2.5).
+Trains ``configs/demo/polarmask_r18_shapes.py`` once per module (fixture) for 40 iterations,
+batch 4, lr 0.01, on the first 4 training images at 160 px without flips (``fit_subset_options``:
+every step sees the same 4 images, infinite sampler), and evaluates on those same images
+(``evaluate_on='train'``: the suite checks that the whole pipeline -- polar-centre assignment,
+ray regression with the polar IoU loss, polar centerness, inference and decoding
+rays into star-shaped masks -- can fit data, not generalisation). On all 24 images at 256 px, 60
+iterations reached only segm mAP50 ~0.04, a value too close to any usable floor to survive a
+changed data order or thread count.
+
+Measured segm mAP50 (segm mAP) after the run, seeds 0/1/2:
+  OMP_NUM_THREADS=1: 0.485 (0.206) / 0.488 (0.263) / 0.352 (0.116)
+  OMP_NUM_THREADS=2: 0.462 (0.113) / 0.448 (0.222) / 0.335 (0.133)
+Loss (mean of first / last 8 iterations) falls to 0.18-0.19 of its start (7.4-7.7 -> 1.4).
+Cost: about 7 s CPU (user+sys) for training and evaluation with one thread.
 """
 import os.path as osp
 
-from e2e_utils import mean, train_and_evaluate
+import pytest
+from e2e_utils import fit_subset_options, mean, train_and_evaluate
 
 CONFIG = osp.join(osp.dirname(__file__), '..', '..', 'configs', 'demo', 'polarmask_r18_shapes.py')
+ITERS = 40
+# An untrained model scores segm mAP50 0.0 (class scores start at the 0.01 prior, below the 0.05
+# test threshold, so nothing is detected); 0.1 needs decoded polar contours overlapping several
+# shapes at IoU >= 0.5, and sits 3.3x below the lowest measured value (0.335, seed 2, two threads).
+AP50_FLOOR = 0.1
 
 
-def test_polarmask_learns_on_shapes(demo_data, tmp_path):
-    out = train_and_evaluate(CONFIG, demo_data, tmp_path, max_iters=60, lr=0.01,
-                             evaluate_on='train', batch_size=4)
-    losses = out['losses']
-    assert len(losses) == 60
-    assert mean(losses[-10:]) < 0.8 * mean(losses[:10]), losses
-    metrics = out['metrics']
-    assert metrics['coco/segm_mAP_50'] > 0.015, metrics
+@pytest.fixture(scope='module')
+def polarmask_run(demo_data, tmp_path_factory):
+    work = tmp_path_factory.mktemp('polarmask')
+    data, opts = fit_subset_options(CONFIG, demo_data, work, num_images=4, size=160)
+    out = train_and_evaluate(CONFIG, data, work, max_iters=ITERS, lr=0.01, evaluate_on='train',
+                             batch_size=4, cfg_options=opts)
+    first, last = mean(out['losses'][:8]), mean(out['losses'][-8:])
+    print(f'PolarMask e2e: loss {first:.3f} -> {last:.3f}, metrics {out["metrics"]}')
+    return out
+
+
+def test_polarmask_loss_falls(polarmask_run):
+    losses = polarmask_run['losses']
+    assert len(losses) == ITERS
+    # measured ratio 0.18-0.19 (last 8 / first 8 iterations)
+    assert mean(losses[-8:]) < 0.4 * mean(losses[:8]), losses
+
+
+def test_polarmask_segm_ap_above_floor(polarmask_run):
+    assert polarmask_run['metrics']['coco/segm_mAP_50'] > AP50_FLOOR, polarmask_run['metrics']
