@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from insplug.core.postprocess.mask_boxes import masks_to_boxes
+
 __all__ = ['majority_vote_labels', 'masks_to_boxes', 'resize_masks', 'scatter_masks']
 
 
@@ -22,29 +24,6 @@ def majority_vote_labels(masks: Tensor, class_scores: Tensor) -> Tensor:
     num_classes = class_scores.shape[0]
     pixel_class = F.one_hot(class_scores.argmax(0), num_classes).to(class_scores.dtype)  # P, K
     return (masks.to(class_scores.dtype) @ pixel_class).argmax(1)
-
-
-def masks_to_boxes(masks: Tensor) -> Tensor:
-    """Tight ``(x1, y1, x2, y2)`` boxes of binary masks, x2/y2 exclusive (pixel edges).
-
-    Args:
-        masks: (N, H, W) bool.
-
-    Returns:
-        (N, 4) float; all zeros for an empty mask.
-    """
-    num, height, width = masks.shape
-    if num == 0:
-        return masks.new_zeros(0, 4, dtype=torch.float32)
-    cols, rows = masks.any(1), masks.any(2)  # (N, W), (N, H)
-    xs = torch.arange(width, device=masks.device)
-    ys = torch.arange(height, device=masks.device)
-    x1 = torch.where(cols, xs, width).min(1).values
-    x2 = torch.where(cols, xs + 1, 0).max(1).values
-    y1 = torch.where(rows, ys, height).min(1).values
-    y2 = torch.where(rows, ys + 1, 0).max(1).values
-    boxes = torch.stack([x1, y1, x2, y2], 1).float()
-    return boxes * cols.any(1, keepdim=True)
 
 
 def resize_masks(masks: Tensor, size) -> Tensor:

@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from insplug.core.postprocess.mask_boxes import masks_to_boxes
+
 
 def instance_scores(cls_logits: Tensor, obj_logits: Tensor) -> Tensor:
     """Class scores combined with objectness.
@@ -41,31 +43,6 @@ def maskness(mask_probs: Tensor, threshold: float) -> Tensor:
     """
     binary = (mask_probs > threshold).to(mask_probs.dtype)
     return (mask_probs * binary).sum((1, 2)) / (binary.sum((1, 2)) + 1e-6)
-
-
-def masks_to_boxes(masks: Tensor) -> Tensor:
-    """Tight boxes of binary masks (pixel-edge convention of mmdet's ``BitmapMasks``).
-
-    Args:
-        masks: (n, H, W) bool.
-
-    Returns:
-        (n, 4) float boxes (x1, y1, x2, y2), x2/y2 one past the last foreground pixel;
-        all zeros for an empty mask.
-    """
-    n, h, w = masks.shape
-    boxes = torch.zeros((n, 4), dtype=torch.float32, device=masks.device)
-    if n == 0:
-        return boxes
-    cols, rows = masks.any(1), masks.any(2)  # (n, W), (n, H)
-    x_idx = torch.arange(w, device=masks.device)
-    y_idx = torch.arange(h, device=masks.device)
-    big = max(h, w) + 1
-    boxes[:, 0] = torch.where(cols, x_idx, big).min(1).values
-    boxes[:, 1] = torch.where(rows, y_idx, big).min(1).values
-    boxes[:, 2] = torch.where(cols, x_idx, -1).max(1).values + 1
-    boxes[:, 3] = torch.where(rows, y_idx, -1).max(1).values + 1
-    return boxes * masks.flatten(1).any(1, keepdim=True)
 
 
 def postprocess_single(cls_logits: Tensor, obj_logits: Tensor, mask_logits: Tensor,
