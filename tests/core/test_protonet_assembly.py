@@ -2,7 +2,6 @@
 (insplug.core.prototypes.assembly)."""
 import pytest
 import torch
-import torch.nn.functional as F
 
 from insplug.core.layers.protonet import ProtoNetEncoder
 from insplug.core.prototypes import assembly as A

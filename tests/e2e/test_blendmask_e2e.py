@@ -8,7 +8,6 @@ pasting -- can fit data, not generalisation). The subset and size keep the run w
 suite's time budget; on all 24 images at 256 px the same 40 iterations reach only segm mAP50
 ~0.05.
 """
-import os.path as osp
 
 import pytest
 from e2e_utils import fit_subset_options, mean, train_and_evaluate

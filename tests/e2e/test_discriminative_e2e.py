@@ -22,15 +22,15 @@ vote labels, COCO output), not generalisation. On all 24 images the suite's budg
 import os.path as osp
 
 import torch
-from e2e_utils import mean, train_and_evaluate
-from test_spatialembeddings_e2e import fit_subset_options, foreground_contrast
+from e2e_utils import fit_subset_options, mean, train_and_evaluate
+from test_spatialembeddings_e2e import foreground_contrast
 
 CONFIG = osp.join(osp.dirname(__file__), '..', '..', 'configs', 'demo',
                   'discriminative_erfnet_shapes.py')
 
 
 def test_discriminative_fits_shapes(demo_data, tmp_path):
-    data, opts = fit_subset_options(CONFIG, demo_data, tmp_path)
+    data, opts = fit_subset_options(CONFIG, demo_data, tmp_path, size=128)
     out = train_and_evaluate(CONFIG, data, tmp_path, max_iters=150, evaluate_on='train',
                              batch_size=4, cfg_options=opts, seed=0)
     losses, metrics = out['losses'], out['metrics']

@@ -21,46 +21,16 @@ runs with the same seed differ slightly (about 0.1% of the summed loss of 30 ite
 thread-scheduled float reductions outside insplug (its losses and the ERFNet gradients are
 bit-identical in repeated 2-thread calls).
 """
-import json
 import os.path as osp
 
 import torch
-from e2e_utils import mean, train_and_evaluate
-from mmengine.config import Config
+from e2e_utils import fit_subset_options, mean, train_and_evaluate
 from mmengine.dataset import pseudo_collate
 
 from insplug.mmdet.bottomup.heads import batch_gt
 
 CONFIG = osp.join(osp.dirname(__file__), '..', '..', 'configs', 'demo',
                   'spatialembeddings_erfnet_shapes.py')
-
-
-def fit_subset_options(config, data, work_dir, num_images=4, size=128):
-    """``train_and_evaluate`` arguments that train and evaluate on the first ``num_images``
-    training images at ``size`` px without flips (annotation subset written to ``work_dir``).
-
-    Returns:
-        (data dict for ``train_and_evaluate``, its ``cfg_options``).
-    """
-    with open(data['root'] + data['train_ann']) as f:
-        coco = json.load(f)
-    keep = set(sorted(im['id'] for im in coco['images'])[:num_images])
-    coco['images'] = [im for im in coco['images'] if im['id'] in keep]
-    coco['annotations'] = [a for a in coco['annotations'] if a['image_id'] in keep]
-    ann = osp.join(str(work_dir), f'train_first{num_images}.json')
-    with open(ann, 'w') as f:
-        json.dump(coco, f)
-    cfg = Config.fromfile(config)
-    options = {'val_evaluator.ann_file': ann,
-               # mmengine's iteration loop sleeps 2 s at every epoch end (one batch here)
-               'train_dataloader.sampler.type': 'InfiniteSampler'}
-    for key in ('train_dataloader', 'val_dataloader'):
-        steps = [dict(p) for p in cfg[key].dataset.pipeline if p['type'] != 'RandomFlip']
-        for p in steps:
-            if p['type'] == 'Resize':
-                p['scale'] = (size, size)
-        options[f'{key}.dataset.pipeline'] = steps
-    return dict(data, train_ann=ann), options  # absolute path: the dataset's join keeps it
 
 
 def foreground_contrast(runner, score_fn):
@@ -79,7 +49,7 @@ def foreground_contrast(runner, score_fn):
 
 
 def test_spatialembeddings_fits_shapes(demo_data, tmp_path):
-    data, opts = fit_subset_options(CONFIG, demo_data, tmp_path)
+    data, opts = fit_subset_options(CONFIG, demo_data, tmp_path, size=128)
     out = train_and_evaluate(CONFIG, data, tmp_path, max_iters=100, evaluate_on='train',
                              batch_size=4, cfg_options=opts, seed=0)
     losses, metrics = out['losses'], out['metrics']

@@ -12,12 +12,10 @@ iteration budget to fit all 24 images (segm mAP50 0.0 after 40 iterations on the
 0.04-0.13 on 8 images after 60), while 4 fixed images are fitted within 60 iterations
 (segm mAP50 0.32-0.85 over seeds 0-2).
 """
-import json
 import os.path as osp
 
 import pytest
 from e2e_utils import fit_subset_options, mean, train_and_evaluate
-from mmengine.config import Config
 
 CONFIGS = osp.join(osp.dirname(__file__), '..', '..', 'configs', 'demo')
 YOLACT = osp.join(CONFIGS, 'yolact_protonet_r18_shapes.py')

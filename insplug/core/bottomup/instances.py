@@ -2,7 +2,6 @@
 
 Shape shorthand: N instances, K classes, P = H * W pixels, H/W mask size.
 """
-import torch
 import torch.nn.functional as F
 from torch import Tensor
 
