@@ -1,0 +1,2 @@
+"""mmdet adapter of insplug's faithful FCOS (:mod:`insplug.core.fcos`)."""
+from .head import FaithfulFCOSHead  # noqa: F401
