@@ -55,6 +55,7 @@ def _add_flip_tta(cfg):
 def configure(args):
     cfg = load_config(args)
     cfg.load_from = args.checkpoint
+    cfg.load_from_strict = True  # a test of a checkpoint that does not fit the model is an error
     if args.show or args.show_dir:
         from mmdet.engine.hooks.utils import trigger_visualization_hook
         cfg = trigger_visualization_hook(cfg, args)
