@@ -5,10 +5,12 @@ size, P = H * W, M ground-truth instances in the batch, N predicted instances.
 
 Every pixel predicts an offset ``o`` (tanh-squashed) from its own coordinate ``x``, giving the
 spatial embedding ``e = x + tanh(o)``, a sigma ``s`` (clustering bandwidth) and one seed score per
-class. Coordinates are pixel indices times ``spacing`` (1/1023 as in the official code, whose
-grid spans [0, 2] x [0, 1] over 2048 x 1024 pixels). For a ground-truth instance with centre C
-(mean coordinate of its pixels) and mean sigma s_k, the instance probability of every pixel of
-its image is::
+class. Coordinates are pixel indices times ``spacing``: the official grid is
+``linspace(0, 2, 2048)`` in x and ``linspace(0, 1, 1024)`` in y (the 1024 x 2048 Cityscapes
+image), i.e. spacings 2/2047 in x and 1/1023 in y (:data:`OFFICIAL_SPACING`). Unlike the official
+grid, which is cut from that fixed 1024 x 2048 buffer, this grid extends to any image size.
+For a ground-truth instance with centre C (mean coordinate of its pixels) and mean sigma s_k,
+the instance probability of every pixel of its image is::
 
     phi(e) = exp(-sum_d (e_d - C_d)^2 * exp(10 s_d))
 
@@ -19,6 +21,8 @@ target of a pixel of a class-k instance in seed map k is ``phi.detach()`` with w
 ``foreground_weight`` (10) and 0 with weight 1 everywhere else. Terms are averaged over the B
 images. All instances of the batch are handled at once; no loop over instances or images.
 """
+from typing import Sequence, Union
+
 import torch
 from torch import Tensor
 
@@ -27,26 +31,43 @@ from insplug.core.losses.discriminative import per_image_mean
 from insplug.core.losses.lovasz import lovasz_hinge_batched
 from insplug.core.postprocess.clustering import GreedySeedClustering, gaussian_probability
 
-__all__ = ['OFFICIAL_SPACING', 'coordinate_grid', 'spatial_embeddings', 'masked_mean',
+__all__ = ['OFFICIAL_SPACING', 'xy_spacing', 'coordinate_grid', 'spatial_embeddings',
+           'masked_mean',
            'seed_targets', 'spatial_embedding_loss',
            'spatial_embedding_inference']
 
-OFFICIAL_SPACING = 1.0 / 1023
+#: (x, y) coordinate units per pixel of the official code (src/criterions/my_loss.py and
+#: src/utils/utils.py: ``linspace(0, 2, 2048)`` x ``linspace(0, 1, 1024)``).
+OFFICIAL_SPACING = (2.0 / 2047, 1.0 / 1023)
+
+Spacing = Union[float, Sequence[float]]
 
 
-def coordinate_grid(height: int, width: int, spacing: float = OFFICIAL_SPACING,
+def xy_spacing(spacing: Spacing):
+    """``(x, y)`` spacing from one number (both axes) or a pair."""
+    if isinstance(spacing, (int, float)):
+        return float(spacing), float(spacing)
+    sx, sy = spacing
+    return float(sx), float(sy)
+
+
+def coordinate_grid(height: int, width: int, spacing: Spacing = OFFICIAL_SPACING,
                     device=None, dtype=torch.float32) -> Tensor:
-    """Pixel coordinates ``(x, y) * spacing``.
+    """Pixel coordinates ``(x * spacing_x, y * spacing_y)``.
+
+    Args:
+        spacing: one number for both axes or ``(spacing_x, spacing_y)``.
 
     Returns:
         (2, H, W) float; channel 0 is x (column), channel 1 is y (row).
     """
-    ys = torch.arange(height, device=device, dtype=dtype) * spacing
-    xs = torch.arange(width, device=device, dtype=dtype) * spacing
+    sx, sy = xy_spacing(spacing)
+    ys = torch.arange(height, device=device, dtype=dtype) * sy
+    xs = torch.arange(width, device=device, dtype=dtype) * sx
     return torch.stack([xs[None, :].expand(height, width), ys[:, None].expand(height, width)])
 
 
-def spatial_embeddings(offset_logits: Tensor, spacing: float = OFFICIAL_SPACING) -> Tensor:
+def spatial_embeddings(offset_logits: Tensor, spacing: Spacing = OFFICIAL_SPACING) -> Tensor:
     """Spatial embedding ``coordinate + tanh(offset)`` of every pixel.
 
     Args:
@@ -100,7 +121,7 @@ def seed_targets(prob: Tensor, masks: Tensor, gt_labels: Tensor, gt_img: Tensor,
 
 def spatial_embedding_loss(offset_logits: Tensor, sigma: Tensor, seed_logits: Tensor,
                            gt_masks: Tensor, gt_labels: Tensor, gt_img: Tensor,
-                           spacing: float = OFFICIAL_SPACING, to_center: bool = True,
+                           spacing: Spacing = OFFICIAL_SPACING, to_center: bool = True,
                            foreground_weight: float = 10.0, instance_weight: float = 1.0,
                            sigma_weight: float = 10.0, seed_weight: float = 1.0) -> dict:
     """SpatialEmbeddings loss of a batch.
@@ -112,7 +133,7 @@ def spatial_embedding_loss(offset_logits: Tensor, sigma: Tensor, seed_logits: Te
         gt_masks: (M, H, W) bool instance masks (empty ones are ignored).
         gt_labels: (M,) long classes in [0, K).
         gt_img: (M,) long image index of each instance.
-        spacing: coordinate units per pixel.
+        spacing: coordinate units per pixel, one number or ``(x, y)``.
         to_center: attract to the mean coordinate (True, official) or to the mean embedding.
         foreground_weight: seed-loss weight of instance pixels.
         instance_weight, sigma_weight, seed_weight: weights of the three terms.
@@ -165,7 +186,7 @@ def spatial_embedding_loss(offset_logits: Tensor, sigma: Tensor, seed_logits: Te
 
 
 def spatial_embedding_inference(offset_logits: Tensor, sigma: Tensor, seed_logits: Tensor,
-                                clusterer=None, spacing: float = OFFICIAL_SPACING,
+                                clusterer=None, spacing: Spacing = OFFICIAL_SPACING,
                                 foreground_threshold: float = 0.5):
     """Instances of one image: cluster the foreground pixels' spatial embeddings.
 

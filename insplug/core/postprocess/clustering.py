@@ -7,7 +7,8 @@ Shape shorthand: P pixels (of one image, usually the foreground), D embedding di
   unclustered pixel with the highest seed score, use its embedding as a centre and its sigma as
   the bandwidth, and claim every pixel whose Gaussian probability exceeds ``mask_threshold``.
   The process is sequential by nature (each centre depends on the pixels left); every step is
-  vectorised over pixels and the number of steps is capped by ``max_proposals``.
+  vectorised over pixels. As in the official code there is no cap on the number of seeds tried
+  (``max_proposals=None``; the loop ends because every step clusters at least its seed).
 * :func:`mean_shift_clustering` -- flat-kernel mean-shift (De Brabandere et al., 2017) from a
   strided subset of seeds, all seeds shifted at once; converged modes within one bandwidth of a
   denser mode are merged (parallel suppression) and pixels go to the nearest kept mode.
@@ -45,10 +46,15 @@ def gaussian_probability(embeddings: Tensor, centers: Tensor, sigma: Tensor) -> 
 
 
 def greedy_seed_clustering(embeddings: Tensor, sigma: Tensor, seed: Tensor,
-                           seed_threshold: float = 0.5, mask_threshold: float = 0.5,
+                           seed_threshold: float = 0.9, mask_threshold: float = 0.5,
                            min_pixels: int = 128, min_unclustered: float = 0.5,
-                           max_proposals: int = 256) -> Tuple[Tensor, Tensor, Tensor]:
+                           max_proposals: Optional[int] = None) -> Tuple[Tensor, Tensor, Tensor]:
     """Greedy seed clustering of SpatialEmbeddings over the (foreground) pixels given.
+
+    Official ``Cluster.cluster`` (davyneven/SpatialEmbeddings, src/utils/utils.py): the seed is
+    the first arg-max of the unclustered seed scores; the seed pixel is marked clustered before
+    its proposal is tested, so it does not count in the unclustered fraction; a kept proposal is
+    the whole set of pixels above ``mask_threshold`` (it may overlap earlier instances).
 
     Args:
         embeddings: (D, P) float spatial embeddings.
@@ -58,10 +64,11 @@ def greedy_seed_clustering(embeddings: Tensor, sigma: Tensor, seed: Tensor,
         mask_threshold: a pixel joins a proposal when its probability exceeds this.
         min_pixels: stop when at most this many pixels are unclustered; a proposal must have
             more pixels than this to be kept.
-        min_unclustered: a proposal is kept only when more than this fraction of its pixels
-            was still unclustered.
-        max_proposals: cap on the number of seeds tried (bounds the run time of an
-            untrained model, whose proposals are tiny).
+        min_unclustered: a proposal is kept only when more than this fraction of its pixels,
+            not counting the seed, was still unclustered.
+        max_proposals: optional cap on the number of seeds tried (None, official: no cap; a
+            cap bounds the run time of an untrained model, whose proposals are tiny, and
+            changes results only when it is reached).
 
     Returns:
         masks: (N, P) bool, kept proposals in the order found.
@@ -71,17 +78,19 @@ def greedy_seed_clustering(embeddings: Tensor, sigma: Tensor, seed: Tensor,
     num = seed.shape[0]
     unclustered = torch.ones(num, dtype=torch.bool, device=seed.device)
     masks, scores, seeds = [], [], []
-    remaining = num
-    for _ in range(max_proposals):  # sequential by definition (see module docstring)
-        if remaining <= min_pixels:
-            break
+    remaining, tried = num, 0
+    while remaining > min_pixels and (max_proposals is None or tried < max_proposals):
+        # sequential by definition (see module docstring)
+        tried += 1
         masked_seed = torch.where(unclustered, seed, seed.new_full((), -1.0))
-        score, index = masked_seed.max(0)
+        index = masked_seed.argmax()
+        score = masked_seed[index]
         if score < seed_threshold:
             break
+        unclustered[index] = False  # official: the seed is excluded from the fraction below
         prob = gaussian_probability(embeddings, embeddings[:, index][None],
                                     sigma[:, index][None])[0]
-        proposal = prob > mask_threshold  # holds the seed itself (probability 1)
+        proposal = prob > mask_threshold
         size = int(proposal.sum())
         if size > min_pixels and (unclustered & proposal).sum() > min_unclustered * size:
             masks.append(proposal)
@@ -246,14 +255,17 @@ def kmeans_clustering(points: Tensor, num_clusters: int, num_iter: int = 30,
 class GreedySeedClustering:
     """SpatialEmbeddings' greedy seed clustering with a fixed configuration.
 
+    Defaults are the official test setting (src/test.py: ``cluster(..., threshold=0.9)``; 128
+    pixels; no cap on the number of seeds).
+
     Call: ``(embeddings (P, D), seed (P,), sigma (P, S), num_instances=None)`` ->
     ``(masks (N, P) bool, scores (N,) seed scores)``.
     """
     needs_seed = True
 
-    def __init__(self, seed_threshold: float = 0.5, mask_threshold: float = 0.5,
+    def __init__(self, seed_threshold: float = 0.9, mask_threshold: float = 0.5,
                  min_pixels: int = 128, min_unclustered: float = 0.5,
-                 max_proposals: int = 256):
+                 max_proposals: Optional[int] = None):
         self.seed_threshold = seed_threshold
         self.mask_threshold = mask_threshold
         self.min_pixels = min_pixels

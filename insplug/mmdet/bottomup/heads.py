@@ -115,22 +115,28 @@ class SpatialEmbeddingHead(BottomUpHead):
         n_sigma: 1 (isotropic bandwidth) or 2 (per axis).
         in_stride: stride of the features (2: ERFNet; 4: FPN P2).
         in_index: which feature map feeds the (offset+sigma, seed) outputs.
-        spacing: coordinate units per pixel (official 1/1023).
+        spacing: coordinate units per pixel, one number or ``(x, y)`` (official
+            ``(2/2047, 1/1023)``: ``linspace(0, 2, 2048)`` x ``linspace(0, 1, 1024)``).
         sigma_init: initial sigma (official 1.0).
         foreground_weight: seed-loss weight of instance pixels (official 10).
         loss_weights: weights of ``instance`` (Lovasz hinge), ``sigma`` (smoothness), ``seed``.
         test_cfg: ``clustering`` (a TASK_UTILS config, default GreedySeedClustering),
-            ``foreground_threshold`` (0.5), ``max_per_img`` (100).
+            ``foreground_threshold`` (0.5), ``max_per_img`` (100). The official test uses
+            a seed threshold of 0.9 (GreedySeedClustering's default).
+
+    Key layout: ``outputs.embedding.conv`` is the official ``decoders.0.output_conv`` (2 offsets
+    + sigma), ``outputs.seed.conv`` the official ``decoders.1.output_conv`` (see the
+    ``spatialembeddings`` converter).
     """
     def __init__(self, num_classes: int, in_channels: int = 16, n_sigma: int = 1,
                  in_stride: int = 2, in_index: Tuple[int, int] = (0, 1),
-                 spacing: float = OFFICIAL_SPACING, sigma_init: float = 1.0,
+                 spacing=OFFICIAL_SPACING, sigma_init: float = 1.0,
                  foreground_weight: float = 10.0, loss_weights: dict = None,
                  test_cfg: dict = None, init_cfg=None):
         super().__init__(num_classes, test_cfg, dict(type='GreedySeedClustering'), init_cfg)
         self.outputs = SpatialEmbeddingOutputs(in_channels, num_classes, n_sigma, in_stride,
                                                in_index, sigma_init)
-        self.spacing = spacing
+        self.spacing = spacing if isinstance(spacing, (int, float)) else tuple(spacing)
         self.foreground_weight = foreground_weight
         self.loss_weights = dict(dict(instance=1.0, sigma=10.0, seed=1.0), **(loss_weights or {}))
         self.foreground_threshold = self.test_cfg.pop('foreground_threshold', 0.5)
