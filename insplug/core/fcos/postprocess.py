@@ -118,7 +118,7 @@ def nms_kthvalue(boxes: Tensor, scores: Tensor, labels: Tensor, nms_thr: float =
         (D,) long indices into the M candidates, by decreasing score.
     """
     if nms_thr > 0:
-        keep = batched_nms(boxes.float(), scores, labels, nms_thr)
+        keep = batched_nms(boxes.float(), scores.float(), labels, nms_thr)
     else:
         keep = torch.arange(scores.numel(), device=scores.device)
     n = keep.numel()
