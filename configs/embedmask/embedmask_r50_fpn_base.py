@@ -20,29 +20,29 @@ model = dict(
         stacked_convs=4,
         feat_channels=256,
         strides=[8, 16, 32, 64, 128],
-        regress_ranges=((-1, 64), (64, 128), (128, 256), (256, 512), (512, 1e8)),
-        center_sampling=True,
-        center_sample_radius=1.5,
-        norm_on_bbox=True,
+        sizes_of_interest=(64, 128, 256, 512),   # FPN_INTEREST_SPLIT
+        center_sample_radius=1.5,                # CENTER_POS_RADIOS
+        norm_reg_targets=True,
         centerness_on_reg=True,
+        loss_type='giou',                        # IOU_LOSS_TYPE, (I + 1) / (U + 1)
+        conv_bias=True,
         norm_cfg=dict(type='GN', num_groups=32, requires_grad=True),
-        # the D = 16; the released yaml (commit 59f3482) sets EMBED_DIM: 32
+        # released revision (e9d6142): EMBED_DIM 16, D margins + per-level margin_scales,
+        # BOX_PADDING -1 (mask loss over the whole grid), MASK_TH 0.53 on log-probabilities
         embed_dim=16,
-        margin_dim=1,
+        per_dim_margin=True,
         prior_margin=2.0,
+        margin_reduce_factor=32,
+        embed_reduce_factor=1,
         mask_scale_factor=2,
-        box_padding=0.1,
-        sample_pos_iou_thr=0.5,
+        box_padding=-1.0,
         sample_in_mask=True,
         loss_mask_weight=0.5,
-        loss_smooth_weight=0.1,
-        mask_thr=0.53,
-        loss_cls=dict(type='FocalLoss', use_sigmoid=True, gamma=2.0, alpha=0.25,
-                      loss_weight=1.0),
-        loss_bbox=dict(type='GIoULoss', loss_weight=1.0),
-        loss_centerness=dict(type='CrossEntropyLoss', use_sigmoid=True, loss_weight=1.0)),
-    test_cfg=dict(nms_pre=1000, score_thr=0.05, nms=dict(type='nms', iou_threshold=0.6),
-                  max_per_img=100))
+        mask_thr=0.53),
+    # INFERENCE_TH, PRE_NMS_TOP_N, score cls * ctr (no sqrt), NMS_TH (+1 box areas),
+    # DETECTIONS_PER_IMG
+    test_cfg=dict(score_thr=0.05, nms_pre=1000, score='product',
+                  nms=dict(type='nms', iou_threshold=0.6), max_per_img=100))
 
 # 1x: 90k iterations at batch 16, steps at 60k and 80k (12 epochs, steps 8 / 11); the
 # official warm-up is "constant" (lr / 3 for 500 iterations)

@@ -1,56 +1,88 @@
-"""EmbedMask head for mmdet 3.x: FCOS plus proposal embeddings/margins and a pixel-embedding
-branch; the maths is in :mod:`insplug.core.embedmask.embedding`."""
+"""EmbedMask head for mmdet 3.x: insplug's faithful FCOS (:class:`FaithfulFCOSHead`, with the
+FCOS-official / maskrcnn-benchmark options) plus proposal embeddings / margins and a
+pixel-embedding branch, as in the official release (yinghdb/EmbedMask, commit e9d6142). The
+maths is in :mod:`insplug.core.embedmask.embedding` and :mod:`insplug.core.fcos`.
+"""
+import copy
+
 import torch
 import torch.nn.functional as F
 from mmcv.cnn import ConvModule, Scale
-from mmdet.models.dense_heads.anchor_free_head import AnchorFreeHead
-from mmdet.models.utils import multi_apply
+from mmdet.models.utils import unpack_gt_instances
 from mmengine.structures import InstanceData
 from torch import nn
 
-from insplug.core.assigners.center_sampling import center_sampling_assign
-from insplug.core.assigners.dense_select import distance_to_boxes, select_candidates
-from insplug.core.embedmask.embedding import (box_region, embed_mask_loss, embedding_distance,
-                                              group_means, margin_bias, select_mask_samples,
-                                              smooth_loss)
-from insplug.core.postprocess.nms import box_nms
+from insplug.core.embedmask.embedding import (box_crop_region, box_log_prob,
+                                              coordinate_embedding, embed_mask_loss,
+                                              embedding_distance, log_prob_to_masks,
+                                              margin_bias, margins_from_logits, mask_targets,
+                                              resized_mask_size, sample_first_max_iou)
+from insplug.core.fcos import (decode_ltrb, fcos_targets, final_scores, level_point_info,
+                               nms_kthvalue, select_candidates)
 from insplug.mmdet.assigners.center_sampling import gt_mask_tensor
-from insplug.mmdet.assigners.fcos_head import CenterSamplingFCOSHead
+from insplug.mmdet.fcos.head import FaithfulFCOSHead
 from insplug.registry import MODELS
+
+_TEST_DEFAULTS = dict(score_thr=0.05, nms_pre=1000, score='product',
+                      nms=dict(type='nms', iou_threshold=0.6), max_per_img=100)
+
+
+def _stride(s):
+    return s[0] if isinstance(s, (tuple, list)) else s
 
 
 @MODELS.register_module()
-class EmbedMaskHead(CenterSamplingFCOSHead):
-    """FCOS head whose regression tower also predicts a proposal embedding (``embed_dim``) and
-    margin, plus a pixel-embedding tower on the finest level.
+class EmbedMaskHead(FaithfulFCOSHead):
+    """FCOS head whose box tower also predicts a proposal embedding (``embed_dim``) and margins,
+    plus a pixel-embedding tower on the finest level (official ``EmbedMaskHead``).
+
+    Official settings (``embed_mask_R50_1x.yaml`` + ``fcos_core/config/defaults.py``): GIoU
+    loss with +1 smoothing, centre sampling 1.5, stride-normalised regression, centerness on
+    the box tower, tower convs with bias + GN(32); at test ``cls > 0.05``, top 1000 per level
+    by ``cls * ctr``, score ``cls * ctr`` (no sqrt), boxes clipped to ``[0, W - 1]`` before a
+    class-aware NMS at 0.6 with +1 box areas, 100 per image (kthvalue).
 
     Args:
-        embed_dim: D (2 spatial + D - 2 free dimensions).
-        margin_dim: 1 (one margin per proposal, official code) or D.
+        embed_dim: D (2 spatial + D - 2 free dimensions; released 16).
+        per_dim_margin: True (released): D margins per proposal, the two spatial ones scaled
+            by a learned per-level ``margin_scales``; False: one margin (earlier revision).
         prior_margin: embedding distance of probability 0.5 at initialisation (2.0).
+        margin_reduce_factor: the margin conv sees the box tower / 32.
+        embed_reduce_factor: the embedding convs see the towers / this (1).
         mask_scale_factor: pixel embeddings are upsampled by this factor (2: stride 4).
-        box_padding: relative padding of the box region of the mask loss (0.1).
-        sample_pos_iou_thr: predicted-box IoU of the points that sample an object (0.5).
-        sample_in_mask: positives must also lie on the object's mask.
-        loss_mask_weight, loss_smooth_weight: 0.5 and 0.1.
-        mask_thr: test-time threshold of the probabilities (0.53).
+        box_padding: < 0 (released -1): mask loss over the whole grid; >= 0: inside the object's
+            box enlarged by this fraction plus one cell (earlier revision, 0.1).
+        sample_in_mask: positives must also lie on the object's mask (True).
+        loss_mask_weight: ``LOSS_MASK_ALPHA`` (0.5).
+        mask_thr: ``MASK_TH`` (0.53); the log-probability maps are thresholded at its log.
+        test_box_pad: cells added around a detection's box on the grid (2).
+        test_cfg: ``score_thr``, ``nms_pre``, ``score`` ('product'), ``nms.iou_threshold``,
+            ``max_per_img``.
     """
 
-    def __init__(self, num_classes, in_channels, embed_dim=16, margin_dim=1, prior_margin=2.0,
-                 mask_scale_factor=2, box_padding=0.1, sample_pos_iou_thr=0.5,
-                 sample_in_mask=True, loss_mask_weight=0.5, loss_smooth_weight=0.1,
-                 mask_thr=0.53, **kwargs):
+    def __init__(self, num_classes, in_channels, embed_dim=16, per_dim_margin=True,
+                 prior_margin=2.0, margin_reduce_factor=32.0, embed_reduce_factor=1.0,
+                 mask_scale_factor=2, box_padding=-1.0, sample_in_mask=True,
+                 loss_mask_weight=0.5, mask_thr=0.53, test_box_pad=2, loss_type='giou',
+                 **kwargs):
         if embed_dim < 3:
             raise ValueError(f'EmbedMaskHead: `embed_dim` must be >= 3, got {embed_dim}')
-        self.embed_dim, self.margin_dim, self.prior_margin = embed_dim, margin_dim, prior_margin
-        super().__init__(num_classes, in_channels, **kwargs)
+        self.embed_dim, self.per_dim_margin, self.prior_margin = (embed_dim, per_dim_margin,
+                                                                  prior_margin)
+        super().__init__(num_classes, in_channels, loss_type=loss_type, **kwargs)
+        self.margin_reduce_factor = margin_reduce_factor
+        self.embed_reduce_factor = embed_reduce_factor
         self.mask_scale_factor = mask_scale_factor
         self.box_padding = box_padding
-        self.sample_pos_iou_thr = sample_pos_iou_thr
         self.sample_in_mask = sample_in_mask
         self.loss_mask_weight = loss_mask_weight
-        self.loss_smooth_weight = loss_smooth_weight
         self.mask_thr = mask_thr
+        self.test_box_pad = test_box_pad
+        self._last_targets = None
+
+    @property
+    def margin_dim(self):
+        return self.embed_dim if self.per_dim_margin else 1
 
     def _init_layers(self):
         super()._init_layers()
@@ -58,6 +90,8 @@ class EmbedMaskHead(CenterSamplingFCOSHead):
         self.proposal_spatial = nn.Conv2d(c, 2, 3, padding=1)
         self.proposal_other = nn.Conv2d(c, d - 2, 3, padding=1)
         self.conv_margin = nn.Conv2d(c, self.margin_dim, 3, padding=1)
+        if self.per_dim_margin:
+            self.margin_scales = nn.ModuleList([Scale(1.0) for _ in self.strides])
         self.mask_convs = nn.ModuleList([
             ConvModule(self.in_channels if i == 0 else c, c, 3, padding=1,
                        norm_cfg=self.norm_cfg, bias=self.conv_bias)
@@ -68,205 +102,220 @@ class EmbedMaskHead(CenterSamplingFCOSHead):
 
     def init_weights(self):
         super().init_weights()
-        nn.init.normal_(self.conv_margin.weight, std=0.01)
+        for m in [self.proposal_spatial, self.proposal_other, self.conv_margin,
+                  self.pixel_spatial, self.pixel_other] + [
+                      cm.conv for cm in self.mask_convs]:
+            nn.init.normal_(m.weight, std=0.01)
+            nn.init.constant_(m.bias, 0.0)
         nn.init.constant_(self.conv_margin.bias, margin_bias(self.prior_margin))
 
-    def _coords(self, x, stride):
-        """(1, 2, h, w) xy of the feature cells in image pixels, scaled by the learned factor."""
-        h, w = x.shape[-2:]
-        ys = (torch.arange(h, device=x.device, dtype=x.dtype) + 0.5) * stride
-        xs = (torch.arange(w, device=x.device, dtype=x.dtype) + 0.5) * stride
-        grid = torch.stack(torch.meshgrid(xs, ys, indexing='xy'), 0)[None]
-        return self.position_scale(grid) / 100.0
-
+    # ------------------------------------------------------------------ forward
     def forward(self, x):
-        """Per-level cls, box, centerness, proposal embeddings (B, D, h, w) and margins
-        (B, margin_dim, h, w), and the pixel embeddings (B, D, H0, W0) of the finest level."""
-        cls, box, ctr, emb, mar = multi_apply(self.forward_single, x, self.scales, self.strides)
+        """Per-level cls logits (B, K, h, w), boxes (B, 4, h, w) (stride units in training,
+        pixels at test), centerness logits (B, 1, h, w), proposal embeddings (B, D, h, w),
+        margins (B, D or 1, h, w); and the pixel embeddings (B, D, h0, w0) of the finest level.
+        """
+        cls_scores, bbox_preds, ctrs, embeds, margins = [], [], [], [], []
+        for lvl, (feat, stride) in enumerate(zip(x, self.strides)):
+            s = _stride(stride)
+            cls_feat, reg_feat = feat, feat
+            for layer in self.cls_convs:
+                cls_feat = layer(cls_feat)
+            for layer in self.reg_convs:
+                reg_feat = layer(reg_feat)
+            cls_scores.append(self.conv_cls(cls_feat))
+            ctrs.append(self.conv_centerness(reg_feat if self.centerness_on_reg else cls_feat))
+            reg = self.conv_reg(reg_feat)
+            if self.scales is not None:
+                reg = self.scales[lvl](reg)
+            if self.norm_reg_targets:
+                reg = reg.clamp(min=0) if self.training else reg.clamp(min=0) * s
+            else:
+                reg = reg.exp()
+            bbox_preds.append(reg)
+            e = reg_feat / self.embed_reduce_factor
+            h, w = e.shape[-2:]
+            coords = coordinate_embedding(h, w, s, self.position_scale.scale, e)
+            embeds.append(torch.cat([self.proposal_spatial(e) + coords,
+                                     self.proposal_other(e)], 1))
+            raw = self.conv_margin(reg_feat / self.margin_reduce_factor)
+            margins.append(margins_from_logits(
+                raw, self.margin_scales[lvl].scale if self.per_dim_margin else None))
         m = x[0]
         for conv in self.mask_convs:
             m = conv(m)
-        stride0 = self.strides[0][0] if isinstance(self.strides[0], tuple) else self.strides[0]
-        pixel = torch.cat([self.pixel_spatial(m) + self._coords(m, stride0),
-                           self.pixel_other(m)], 1)
-        return cls, box, ctr, emb, mar, pixel
+        m = m / self.embed_reduce_factor
+        coords = coordinate_embedding(m.shape[-2], m.shape[-1], _stride(self.strides[0]),
+                                      self.position_scale.scale, m)
+        pixel = torch.cat([self.pixel_spatial(m) + coords, self.pixel_other(m)], 1)
+        return cls_scores, bbox_preds, ctrs, embeds, margins, pixel
 
-    def forward_single(self, x, scale, stride):
-        cls_score, bbox_pred, cls_feat, reg_feat = AnchorFreeHead.forward_single(self, x)
-        centerness = self.conv_centerness(reg_feat if self.centerness_on_reg else cls_feat)
-        bbox_pred = scale(bbox_pred).float()
-        if self.norm_on_bbox:
-            bbox_pred = bbox_pred.clamp(min=0)
-            if not self.training:
-                bbox_pred = bbox_pred * stride
-        else:
-            bbox_pred = bbox_pred.exp()
-        s = stride[0] if isinstance(stride, tuple) else stride
-        embed = torch.cat([self.proposal_spatial(reg_feat) + self._coords(reg_feat, s),
-                           self.proposal_other(reg_feat)], 1)
-        margin = torch.exp(self.conv_margin(reg_feat / 32))
-        return cls_score, bbox_pred, centerness, embed, margin
+    # ------------------------------------------------------------------ targets
+    def _in_mask(self, gt, points):
+        """(P, G) bool: the point lies on the object's mask (0 outside the mask's extent)."""
+        masks = gt_mask_tensor(gt, points.device)
+        h, w = masks.shape[-2:]
+        px = points[:, 0].long()
+        py = points[:, 1].long()
+        inside = (px >= 0) & (py >= 0) & (px < w) & (py < h)
+        return masks[:, py.clamp(0, h - 1), px.clamp(0, w - 1)].t() & inside[:, None]
 
-    # ------------------------------------------------------------------ assignment
-    def _get_targets_single(self, gt_instances, points, regress_ranges, num_points_per_lvl):
-        index = self._assign(gt_instances, points, regress_ranges, num_points_per_lvl)
-        labels = gt_instances.labels.new_full((points.shape[0],), self.num_classes)
-        targets = points.new_zeros((points.shape[0], 4))
-        pos = index >= 0
-        if pos.any():
-            labels[pos] = gt_instances.labels[index[pos]]
-            b, p = gt_instances.bboxes[index[pos]], points[pos]
-            targets[pos] = torch.cat((p - b[:, :2], b[:, 2:] - p), 1)
-        return labels, targets
-
-    def _assign(self, gt_instances, points, regress_ranges, num_points_per_lvl):
-        strides = [s[0] if isinstance(s, (tuple, list)) else s for s in self.strides]
-        point_strides = torch.cat([points.new_full((n,), float(s))
-                                   for n, s in zip(num_points_per_lvl, strides)])
-        extra = None
-        if self.sample_in_mask and len(gt_instances) > 0:
-            masks = gt_mask_tensor(gt_instances, points.device)
-            h, w = masks.shape[-2:]
-            px = points[:, 0].long().clamp(0, w - 1)
-            py = points[:, 1].long().clamp(0, h - 1)
-            inside = (points[:, 0] < w) & (points[:, 1] < h)
-            extra = masks[:, py, px].t() & inside[:, None]  # (P, G)
-        radius = self.center_sample_radius if self.center_sampling else 0.0
-        return center_sampling_assign(points, point_strides, regress_ranges,
-                                      gt_instances.bboxes, None, radius, extra)
+    def get_targets(self, points, batch_gt_instances):
+        """As :meth:`FaithfulFCOSHead.get_targets`, with the official in-mask rule; keeps the
+        per-image ``gt_inds`` for the embedding sampling."""
+        strides = [_stride(s) for s in self.strides]
+        pts, pstr, rng = level_point_info(points, strides, self.regress_ranges)
+        out = []
+        for gt in batch_gt_instances:
+            extra = None
+            if self.sample_in_mask and len(gt) > 0:
+                extra = self._in_mask(gt, pts)
+            labels, reg, inds = fcos_targets(pts, pstr, rng, gt.bboxes.to(pts.dtype), gt.labels,
+                                             self.num_classes, self.center_sample_radius
+                                             if self.center_sampling else 0.0,
+                                             extra_valid=extra)
+            if self.norm_reg_targets:
+                reg = reg / pstr[:, None]
+            out.append((labels, reg, inds))
+        self._last_targets = dict(points=pts, strides=pstr, targets=out)
+        return out
 
     # ------------------------------------------------------------------ training
+    def loss(self, x, batch_data_samples):
+        outs = self(x)
+        gts, gts_ignore, metas = unpack_gt_instances(batch_data_samples)
+        return self.loss_by_feat(*outs, batch_gt_instances=gts, batch_img_metas=metas,
+                                 batch_gt_instances_ignore=gts_ignore)
+
     def loss_by_feat(self, cls_scores, bbox_preds, centernesses, embeds, margins, pixel_embed,
-                     batch_gt_instances, batch_img_metas, batch_gt_instances_ignore=None):
-        losses = super().loss_by_feat(cls_scores, bbox_preds, centernesses, batch_gt_instances,
-                                      batch_img_metas, batch_gt_instances_ignore)
-        sizes = [c.shape[-2:] for c in cls_scores]
-        level_points = self.prior_generator.grid_priors(sizes, dtype=bbox_preds[0].dtype,
-                                                        device=bbox_preds[0].device)
-        points = torch.cat(level_points)
-        num_per_lvl = [len(p) for p in level_points]
-        ranges = torch.cat([p.new_tensor(r)[None].expand(len(p), 2)
-                            for p, r in zip(level_points, self.regress_ranges)])
-        strides = torch.cat([p.new_full((len(p), 1), float(s[0] if isinstance(s, tuple) else s))
-                             for p, s in zip(level_points, self.strides)])
-        num_imgs = cls_scores[0].shape[0]
-
-        def flat(maps, i):
-            return torch.cat([m[i].permute(1, 2, 0).reshape(-1, m.shape[1]) for m in maps])
-
-        pixel = F.interpolate(pixel_embed, scale_factor=self.mask_scale_factor, mode='bilinear',
-                              align_corners=False)
-        grid_h, grid_w = pixel.shape[-2:]
-        grid_stride = float(strides[0]) / self.mask_scale_factor
-        samples, groups, distances, targets, valids, image_of_obj = [], [], [], [], [], []
-        offset = 0
-        for i, gt in enumerate(batch_gt_instances):
-            index = self._assign(gt, points, ranges, num_per_lvl)
-            pos = (index >= 0).nonzero(as_tuple=True)[0]
-            if len(pos) == 0:
-                continue
-            dist = bbox_preds_to_distances(bbox_preds, i)[pos]
-            if self.norm_on_bbox:
-                dist = dist * strides[pos]
-            pred_boxes = distance_to_boxes(points[pos], dist.detach())
-            gt_boxes = gt.bboxes.to(pred_boxes)
-            keep = select_mask_samples(pred_boxes, gt_boxes, index[pos], len(gt),
-                                       self.sample_pos_iou_thr)
-            pos, obj = pos[keep], index[pos][keep]
-            values = torch.cat([flat(embeds, i)[pos], flat(margins, i)[pos]], 1)
-            samples.append(values)
-            groups.append(obj + offset)
-            present = torch.unique(obj)
-            means = group_means(values, obj, len(gt))[present]
-            distances.append(embedding_distance(pixel[i], means[:, :self.embed_dim],
-                                                means[:, self.embed_dim:].squeeze(1)
-                                                if self.margin_dim == 1 else
-                                                means[:, self.embed_dim:]))
-            masks = gt_mask_tensor(gt, pixel.device)[present].float()
-            targets.append(resample_masks(masks, grid_h, grid_w, grid_stride))
-            valids.append(box_region(gt_boxes[present] / grid_stride, grid_h, grid_w,
-                                     pad=self.box_padding))
-            image_of_obj.append(torch.full((len(present),), i, dtype=torch.long,
-                                           device=pixel.device))
-            offset += len(gt)
-        if samples:
-            group = torch.cat(groups)
-            used, group = torch.unique(group, return_inverse=True)
-            obj_image = torch.cat(image_of_obj)
-            losses['loss_mask'] = self.loss_mask_weight * embed_mask_loss(
-                torch.cat(distances), torch.cat(targets), torch.cat(valids), obj_image, num_imgs)
-            losses['loss_smooth'] = self.loss_smooth_weight * smooth_loss(
-                torch.cat(samples), group, obj_image, len(used), num_imgs)
-        else:
-            zero = pixel.sum() * 0 + sum(e.sum() + m.sum() for e, m in zip(embeds, margins)) * 0
-            losses['loss_mask'] = zero
-            losses['loss_smooth'] = zero
+                     batch_gt_instances=None, batch_img_metas=None,
+                     batch_gt_instances_ignore=None):
+        losses = super().loss_by_feat(cls_scores, bbox_preds, centernesses, None,
+                                      batch_gt_instances=batch_gt_instances,
+                                      batch_img_metas=batch_img_metas,
+                                      batch_gt_instances_ignore=batch_gt_instances_ignore)
+        losses['loss_mask'] = self.loss_mask_weight * self.mask_loss(
+            bbox_preds, embeds, margins, pixel_embed, batch_gt_instances)
         return losses
 
-    # ------------------------------------------------------------------ inference
-    def predict_by_feat(self, cls_scores, bbox_preds, centernesses, embeds, margins, pixel_embed,
-                        batch_img_metas=None, cfg=None, rescale=False, with_nms=True, **kwargs):
-        cfg = self.test_cfg if cfg is None else cfg
-        sizes = [c.shape[-2:] for c in cls_scores]
-        points = torch.cat(self.prior_generator.grid_priors(
-            sizes, dtype=bbox_preds[0].dtype, device=cls_scores[0].device))
-        level_sizes = [s[0] * s[1] for s in sizes]
-        pixel = F.interpolate(pixel_embed, scale_factor=self.mask_scale_factor, mode='bilinear',
-                              align_corners=False)
-        stride0 = self.strides[0][0] if isinstance(self.strides[0], tuple) else self.strides[0]
+    def sample_embeddings(self, bbox_preds, embeds, margins, batch_gt_instances):
+        """Official embedding sampling from the targets of the last :meth:`get_targets`.
+
+        Returns:
+            per image: (G,) long index into all points (-1: object without positives), and
+            the (G, D) embeddings and (G, D or 1) margins at those points (rows of -1 objects
+            are those of point 0, unused).
+        """
+        pts, pstr = self._last_targets['points'], self._last_targets['strides']
+        out = []
+        for i, (gt, (_, _, inds)) in enumerate(zip(batch_gt_instances,
+                                                   self._last_targets['targets'])):
+            pos = (inds >= 0).nonzero(as_tuple=True)[0]
+            reg = torch.cat([b[i].detach().permute(1, 2, 0).reshape(-1, 4) for b in bbox_preds])
+            pred = decode_ltrb(pts[pos], reg[pos] * pstr[pos, None])
+            first = sample_first_max_iou(pred, gt.bboxes.to(pred), inds[pos], len(gt))
+            point = torch.where(first >= 0, pos[first.clamp(min=0)] if len(pos) else first,
+                                first)
+            emb = torch.cat([e[i].permute(1, 2, 0).reshape(-1, e.shape[1]) for e in embeds])
+            mar = torch.cat([m[i].permute(1, 2, 0).reshape(-1, m.shape[1]) for m in margins])
+            safe = point.clamp(min=0)
+            out.append((point, emb[safe], mar[safe]))
+        return out
+
+    def mask_loss(self, bbox_preds, embeds, margins, pixel_embed, batch_gt_instances):
+        """Official mask loss (before the ``loss_mask_weight``)."""
+        num_imgs, _, h0, w0 = pixel_embed.shape
+        gh, gw = h0 * self.mask_scale_factor, w0 * self.mask_scale_factor
+        stride0 = _stride(self.strides[0])
         grid_stride = stride0 / self.mask_scale_factor
+        pixel = F.interpolate(pixel_embed, size=(gh, gw), mode='bilinear', align_corners=False)
+        samples = self.sample_embeddings(bbox_preds, embeds, margins, batch_gt_instances)
+        dists, tgts, regions, image_of = [], [], [], []
+        for i, (gt, (point, emb, mar)) in enumerate(zip(batch_gt_instances, samples)):
+            valid = point >= 0
+            if not valid.any():
+                continue
+            mar = mar[valid] if self.per_dim_margin else mar[valid, 0]
+            dists.append(embedding_distance(pixel[i], emb[valid], mar))
+            masks = gt_mask_tensor(gt, pixel.device)[valid]
+            tgts.append(mask_targets(masks, int(h0 * stride0), int(w0 * stride0), gh, gw))
+            if self.box_padding >= 0:
+                regions.append(box_crop_region(gt.bboxes[valid].to(pixel) / grid_stride, gh, gw,
+                                               self.box_padding))
+            image_of.append(torch.full((int(valid.sum()),), i, dtype=torch.long,
+                                       device=pixel.device))
+        # every embedding output takes part in the graph (DDP), as in the official code
+        zero = pixel_embed.sum() * 0 + sum(e.sum() * 0 + m.sum() * 0
+                                           for e, m in zip(embeds, margins))
+        if not dists:
+            return zero
+        return zero + embed_mask_loss(torch.cat(dists), torch.cat(tgts).to(pixel.dtype),
+                                      torch.cat(regions) if regions else None,
+                                      torch.cat(image_of), num_imgs)
+
+    # ------------------------------------------------------------------ inference
+    def predict_by_feat(self, cls_scores, bbox_preds, centernesses, embeds, margins,
+                        pixel_embed, batch_img_metas=None, cfg=None, rescale=False,
+                        with_nms=True, **kwargs):
+        cfg = copy.deepcopy(cfg if cfg is not None else self.test_cfg) or {}
+        opts = {k: cfg.get(k, v) for k, v in _TEST_DEFAULTS.items()}
+        nms_thr = opts['nms'].get('iou_threshold', 0.6) if with_nms and opts['nms'] else 0.0
+        sizes = [c.shape[-2:] for c in cls_scores]
+        points = self._points(sizes, bbox_preds[0].dtype, bbox_preds[0].device)
+        num_imgs, _, h0, w0 = pixel_embed.shape
+        gh, gw = h0 * self.mask_scale_factor, w0 * self.mask_scale_factor
+        grid_stride = _stride(self.strides[0]) / self.mask_scale_factor
+        pixel = F.interpolate(pixel_embed, size=(gh, gw), mode='bilinear', align_corners=False)
         results = []
         for i, meta in enumerate(batch_img_metas):
-            def flat(maps, ch):
-                return torch.cat([m[i].permute(1, 2, 0).reshape(-1, ch) for m in maps])
-            probs = flat(cls_scores, self.cls_out_channels).sigmoid()
-            ctr = flat(centernesses, 1)[:, 0].sigmoid()
-            idx, labels, scores = select_candidates(probs, ctr, level_sizes,
-                                                    cfg.get('nms_pre', -1),
-                                                    cfg.get('score_thr', 0.05))
-            boxes = distance_to_boxes(points[idx], flat(bbox_preds, 4)[idx], meta['img_shape'])
-            keep, scores = box_nms(scores, labels, boxes=boxes,
-                                   iou_thr=cfg.nms.get('iou_threshold', 0.6),
-                                   max_num=cfg.get('max_per_img', 100))
-            idx, boxes, labels = idx[keep], boxes[keep], labels[keep]
-            emb = flat(embeds, self.embed_dim)[idx]
-            mar = flat(margins, self.margin_dim)[idx]
-            mar = mar[:, 0] if self.margin_dim == 1 else mar
-            prob = torch.exp(-embedding_distance(pixel[i], emb, mar))
-            region = box_region(boxes / grid_stride, *prob.shape[-2:], pad_pixels=2.0)
-            prob = prob * region
-            h, w = meta['img_shape'][:2]
-            if len(idx):
-                prob = F.interpolate(prob[:, None], scale_factor=grid_stride, mode='bilinear',
-                                     align_corners=False)[:, 0, :h, :w]
-            else:
-                prob = prob.new_zeros((0, h, w))
-            results.append(self._to_instances(boxes, prob, scores, labels, meta, rescale))
+            det = self._detect_single(
+                [c[i].permute(1, 2, 0).reshape(-1, self.cls_out_channels) for c in cls_scores],
+                [b[i].permute(1, 2, 0).reshape(-1, 4) for b in bbox_preds],
+                [t[i].reshape(-1) for t in centernesses],
+                [e[i].permute(1, 2, 0).reshape(-1, self.embed_dim) for e in embeds],
+                [m[i].permute(1, 2, 0).reshape(-1, self.margin_dim) for m in margins],
+                points, meta['img_shape'][:2], opts, nms_thr)
+            mar = det['margins'] if self.per_dim_margin else det['margins'][:, 0]
+            logp = box_log_prob(pixel[i], det['embeds'], mar, det['bboxes'] / grid_stride,
+                                self.test_box_pad)
+            results.append(self._to_instances(det, logp, meta, grid_stride, rescale))
         return results
 
-    def _to_instances(self, boxes, prob, scores, labels, meta, rescale):
+    def _detect_single(self, cls_logits, reg, ctr_logits, embeds, margins, points, img_hw,
+                       opts, nms_thr):
+        """FCOS-official (maskrcnn-benchmark) detection of one image: candidates per level,
+        boxes clipped to ``[0, W - 1] x [0, H - 1]`` before a class-aware NMS with +1 box areas
+        (torchvision NMS on boxes grown by one pixel is the same IoU), kthvalue top-k."""
+        h, w = img_hw
+        boxes, scores, labels, embs, mars = [], [], [], [], []
+        for c, r, t, p, e, m in zip(cls_logits, reg, ctr_logits, points, embeds, margins):
+            cls_prob, ctr_prob = c.sigmoid(), t.sigmoid()
+            pi, lab, prod = select_candidates(cls_prob, ctr_prob, opts['score_thr'],
+                                              opts['nms_pre'], False, 'threshold_topk')
+            b = decode_ltrb(p[pi], r[pi])
+            b = torch.stack([b[:, 0].clamp(0, w - 1), b[:, 1].clamp(0, h - 1),
+                             b[:, 2].clamp(0, w - 1), b[:, 3].clamp(0, h - 1)], 1)
+            boxes.append(b)
+            scores.append(final_scores(prod, cls_prob[pi, lab], opts['score']))
+            labels.append(lab)
+            embs.append(e[pi])
+            mars.append(m[pi])
+        boxes, scores, labels = torch.cat(boxes), torch.cat(scores), torch.cat(labels)
+        keep = nms_kthvalue(boxes + boxes.new_tensor([0, 0, 1, 1]), scores, labels, nms_thr,
+                            opts['max_per_img'])
+        return dict(bboxes=boxes[keep], scores=scores[keep], labels=labels[keep],
+                    embeds=torch.cat(embs)[keep], margins=torch.cat(mars)[keep])
+
+    def _to_instances(self, det, logp, meta, grid_stride, rescale):
+        in_h, in_w = meta['img_shape'][:2]
+        boxes = det['bboxes']
         if rescale:
-            sx, sy = meta['scale_factor'][:2]
-            boxes = boxes / boxes.new_tensor([sx, sy, sx, sy])
-            h, w = meta['ori_shape'][:2]
-            if prob.shape[-2:] != (h, w):
-                prob = F.interpolate(prob[:, None], size=(h, w), mode='bilinear',
-                                     align_corners=False)[:, 0] if len(prob) else \
-                    prob.new_zeros((0, h, w))
-        return InstanceData(bboxes=boxes, scores=scores, labels=labels,
-                            masks=prob > self.mask_thr)
-
-
-def bbox_preds_to_distances(bbox_preds, i):
-    """(P, 4) box distances of image ``i`` over all levels, in the head's units."""
-    return torch.cat([b[i].permute(1, 2, 0).reshape(-1, 4) for b in bbox_preds])
-
-
-def resample_masks(masks, height, width, stride):
-    """(G, H_img, W_img) masks -> (G, height, width) {0, 1} on a grid of the given stride
-    (area average of each cell >= 0.5; the image is zero-padded to the grid)."""
-    g, h, w = masks.shape
-    padded = masks.new_zeros((g, int(height * stride), int(width * stride)))
-    hh, ww = min(h, padded.shape[1]), min(w, padded.shape[2])
-    padded[:, :hh, :ww] = masks[:, :hh, :ww]
-    return (F.adaptive_avg_pool2d(padded[:, None], (height, width))[:, 0] >= 0.5).float()
+            out_h, out_w = meta['ori_shape'][:2]
+            boxes = boxes * boxes.new_tensor([out_w / in_w, out_h / in_h] * 2)
+        else:
+            out_h, out_w = in_h, in_w
+        size = resized_mask_size(logp.shape[-2], logp.shape[-1], grid_stride, out_h, out_w,
+                                 in_h, in_w)
+        masks = log_prob_to_masks(logp, size, out_h, out_w, self.mask_thr)
+        return InstanceData(bboxes=boxes, scores=det['scores'], labels=det['labels'],
+                            masks=masks)
