@@ -42,20 +42,26 @@ Inference (:mod:`.postprocess`)
 mmdet adapter: ``insplug.mmdet.fcos.FaithfulFCOSHead`` (registered ``FaithfulFCOSHead``). Its
 options and the settings of each release:
 
-====================  ==========  ===========  ============  ==========  =========
-option                AdelaiDet   BlendMask    FCOS-offic.   centerm.2   PolarMask
-====================  ==========  ===========  ============  ==========  =========
-use_scale             True        **False**    True          True        True
-norm_reg_targets      True        True         True (cfg)    True        False(exp)
-centerness_on_reg     True        True         True (cfg)    True        False
-center_sample_radius  1.5         1.5          1.5 (cfg)     1.5         1.5 (mask)
-loss_type             giou        giou         iou / giou    giou        (own IoU)
-iou_smooth            1.0         1.0          1.0           1.0         1.0
-test thresh_with_ctr  False       **True**     False         False       -
-test candidate_mode   thr_topk    thr_topk     thr_topk      thr_topk    point_topk
-test score            sqrt        sqrt         sqrt          sqrt        product
-test nms iou          0.6         0.6          0.6           0.6         0.5? (cfg)
-====================  ==========  ===========  ============  ==========  =========
+====================  =========  =========  ==============  ==========  ============
+option                AdelaiDet  BlendMask  FCOS-official   centerm.2   PolarMask
+                      defaults   (AdelaiD)  (mrcnn-bench.)              (mmdet 1.0)
+====================  =========  =========  ==============  ==========  ============
+use_scale             True       **False**  True            True        True
+norm_reg_targets      True       True       cfg (imprv: T)  True        False (exp)
+centerness_on_reg     True       True       cfg (imprv: T)  True        False
+center_sample_radius  1.5        1.5        cfg (imprv 1.5) 1.5         1.5, mask ctr
+loss_type             giou       giou       cfg iou/giou    giou        own IoU loss
+iou_smooth (+1)       1.0        1.0        1.0             1.0         (own)
+test thresh_with_ctr  False      **True**   False           False       -
+test candidate_mode   thr_topk   thr_topk   thr_topk        thr_topk    point_topk
+test score            sqrt       sqrt       sqrt            sqrt        product
+test clip_before_nms  False      False      True (W-1)      False       True (W-1)
+test nms iou / max    0.6 / 100  0.6 / 100  0.6 / 100       0.6 / 100   cfg
+====================  =========  =========  ==============  ==========  ============
+
+(AdelaiDet and centermask2 were checked line by line and AdelaiDet is covered by golden data;
+the FCOS-official and PolarMask columns were read from their code: maskrcnn-benchmark's NMS
+uses legacy ``+1`` areas, which torchvision's NMS used here does not.)
 
 Tower convs carry a bias (all releases; ``conv_bias=True``), GN(32) by default. Norm layers get
 no weight decay in the detectron2-based releases (``SOLVER.WEIGHT_DECAY_NORM = 0``): express it

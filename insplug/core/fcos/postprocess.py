@@ -133,8 +133,9 @@ def fcos_predict_single(cls_logits: Sequence[Tensor], reg: Sequence[Tensor],
                         ctr_logits: Sequence[Tensor], points: Sequence[Tensor],
                         score_thr: float = 0.05, nms_pre: int = 1000,
                         thresh_with_ctr: bool = False, candidate_mode: str = 'threshold_topk',
-                        score: str = 'sqrt', nms_thr: float = 0.6,
-                        max_per_img: int = 100) -> Dict[str, Tensor]:
+                        score: str = 'sqrt', nms_thr: float = 0.6, max_per_img: int = 100,
+                        clip_hw: Optional[Tuple[int, int]] = None,
+                        clip_offset: int = 1) -> Dict[str, Tensor]:
     """Detections of one image from the per-level head outputs.
 
     Args:
@@ -142,6 +143,9 @@ def fcos_predict_single(cls_logits: Sequence[Tensor], reg: Sequence[Tensor],
             multiplied by the stride when the targets are stride-normalised).
         ctr_logits: L tensors (P_l,). points: L tensors (P_l, 2).
         Other args: :func:`select_candidates`, :func:`final_scores`, :func:`nms_kthvalue`.
+        clip_hw: (H, W) to clip the boxes to before NMS (FCOS-official / maskrcnn-benchmark
+            ``clip_to_image``, mmdet 1.x ``distance2bbox(max_shape)``: x in [0, W - clip_offset]);
+            None (AdelaiDet, centermask2) leaves them unclipped.
 
     Returns:
         dict with ``bboxes`` (D, 4) unclipped, ``scores`` (D,), ``labels`` (D,),
@@ -154,7 +158,13 @@ def fcos_predict_single(cls_logits: Sequence[Tensor], reg: Sequence[Tensor],
         cls_prob, ctr_prob = c.sigmoid(), t.sigmoid()
         pi, lab, prod = select_candidates(cls_prob, ctr_prob, score_thr, nms_pre,
                                           thresh_with_ctr, candidate_mode)
-        boxes.append(decode_ltrb(p[pi], r[pi]))
+        b = decode_ltrb(p[pi], r[pi])
+        if clip_hw is not None:
+            h, w = clip_hw
+            b = torch.stack((b[:, 0].clamp(0, w - clip_offset), b[:, 1].clamp(0, h - clip_offset),
+                             b[:, 2].clamp(0, w - clip_offset), b[:, 3].clamp(0, h - clip_offset)),
+                            dim=1)
+        boxes.append(b)
         scores.append(final_scores(prod, cls_prob[pi, lab], score))
         labels.append(lab)
         pinds.append(pi + offset)

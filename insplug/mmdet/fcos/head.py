@@ -21,7 +21,8 @@ __all__ = ['FaithfulFCOSHead']
 
 _TEST_DEFAULTS = dict(score_thr=0.05, nms_pre=1000, thresh_with_ctr=False,
                       candidate_mode='threshold_topk', score='sqrt',
-                      nms=dict(type='nms', iou_threshold=0.6), max_per_img=100)
+                      nms=dict(type='nms', iou_threshold=0.6), max_per_img=100,
+                      clip_before_nms=False, clip_offset=1)
 
 
 @MODELS.register_module()
@@ -56,7 +57,9 @@ class FaithfulFCOSHead(FCOSHead):
         test_cfg: ``score_thr`` (0.05), ``nms_pre`` (1000), ``thresh_with_ctr`` (False;
             BlendMask True), ``candidate_mode`` ('threshold_topk' | 'point_topk'),
             ``score`` ('sqrt' | 'product' | 'cls'), ``nms=dict(iou_threshold=0.6)``,
-            ``max_per_img`` (100). Boxes are never clipped before a mask head; a detector
+            ``max_per_img`` (100), ``clip_before_nms`` (False; FCOS-official / mmdet 1.x True,
+            to ``img_shape - clip_offset``). Unless asked, boxes are not clipped before a
+            mask head (AdelaiDet, centermask2); a detector
             without mask head (``rescale=True``) gets detectron2's scale + clip + drop-empty.
     """
 
@@ -232,7 +235,9 @@ class FaithfulFCOSHead(FCOSHead):
                 score_thr=opts['score_thr'], nms_pre=opts['nms_pre'],
                 thresh_with_ctr=opts['thresh_with_ctr'],
                 candidate_mode=opts['candidate_mode'], score=opts['score'],
-                nms_thr=nms_thr, max_per_img=opts['max_per_img'])
+                nms_thr=nms_thr, max_per_img=opts['max_per_img'],
+                clip_hw=meta['img_shape'][:2] if opts['clip_before_nms'] else None,
+                clip_offset=opts['clip_offset'])
             res = InstanceData(bboxes=det['bboxes'], scores=det['scores'], labels=det['labels'])
             res.points = all_points[det['point_inds']]
             res.levels = det['levels']
