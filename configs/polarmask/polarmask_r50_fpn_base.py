@@ -22,10 +22,11 @@ model = dict(
         regress_ranges=((-1, 64), (64, 128), (128, 256), (256, 512), (512, 1e8)),
         num_rays=36,
         norm_cfg=dict(type='GN', num_groups=32, requires_grad=True),
-        assigner=dict(type='CenterSamplingAssigner', radius=1.5, center='mask'),
+        radius=1.5,        # centre sampling around the mask's integer centroid (official)
+        box_offset=1.0,    # gt boxes in the release's inclusive convention (x2 = x1 + w - 1)
         loss_cls=dict(type='FocalLoss', use_sigmoid=True, gamma=2.0, alpha=0.25,
                       loss_weight=1.0),
-        loss_bbox=dict(type='IoULoss', loss_weight=1.0),
+        loss_bbox=dict(type='LegacyBoxIoULoss', loss_weight=1.0),  # mmdet 1.x IoU, +1 sizes
         loss_mask=dict(type='PolarIoULoss', loss_weight=1.0),
         loss_centerness=dict(type='CrossEntropyLoss', use_sigmoid=True, loss_weight=1.0),
         centerness_bias=0.5),
