@@ -1,2 +1,3 @@
-"""YOLACT-style adapters: the registered protonet encoder, a prototype mask head with optional
-YOLACT++ fast mask-IoU rescoring, and YOLACTHead with YOLACT's hard-negative count."""
+"""YOLACT / YOLACT++ adapters: ``YOLACTFPN``, ``YOLACTBoxHead`` (priors, matching, OHEM, Fast NMS
+as the release), ``ProtoMaskHead`` (protonet, semantic branch, YOLACT++ mask-IoU rescoring) and
+the registered ``ProtoNetEncoder``."""
