@@ -82,18 +82,25 @@ class VoVNetV2(nn.Module):
     """VoVNetV2 trunk returning the outputs of stages 2-5 selected by ``out_indices``.
 
     Args:
-        arch: one of :data:`ARCH_SPECS` ('V-39', 'V-57', ...).
+        arch: one of :data:`ARCH_SPECS` ('V-39', 'V-57', ...), or a spec dict with the keys of
+            those entries (stem, stage_ch, out_ch, layers, blocks), e.g. for narrow test nets.
         out_indices: stages to return, 0 = stage 2 (stride 4) ... 3 = stage 5 (stride 32).
         in_channels: image channels.
         norm_layer: ``channels -> nn.Module`` normalisation factory (default BatchNorm2d).
     """
 
-    def __init__(self, arch: str = 'V-39', out_indices: Sequence[int] = (0, 1, 2, 3),
+    def __init__(self, arch='V-39', out_indices: Sequence[int] = (0, 1, 2, 3),
                  in_channels: int = 3, norm_layer: Callable[[int], nn.Module] = nn.BatchNorm2d):
         super().__init__()
-        if arch not in ARCH_SPECS:
+        if isinstance(arch, dict):
+            missing = {'stem', 'stage_ch', 'out_ch', 'layers', 'blocks'} - set(arch)
+            if missing:
+                raise ValueError(f'VoVNetV2: `arch` dict lacks {sorted(missing)}')
+            spec = arch
+        elif arch not in ARCH_SPECS:
             raise ValueError(f'VoVNetV2: unknown `arch` {arch!r}; choose from {list(ARCH_SPECS)}')
-        spec = ARCH_SPECS[arch]
+        else:
+            spec = ARCH_SPECS[arch]
         s0, s1, s2 = spec['stem']
         self.stem = nn.Sequential(conv_norm_relu(in_channels, s0, 3, 2, norm_layer),
                                   conv_norm_relu(s0, s1, 3, 1, norm_layer),

@@ -58,7 +58,11 @@ class SAGMaskHead(nn.Module):
 
 
 class MaskIoUHead(nn.Module):
-    """(N, C, S, S) features and (N, 1, 2S, 2S) mask probabilities -> (N, K) predicted IoUs."""
+    """(N, C, S, S) features and (N, 1, 2S, 2S) mask probabilities -> (N, K) predicted IoUs.
+
+    centermask2's ``MaskIoUHead``: ``num_convs`` 3x3 conv-ReLU layers (``conv_channels`` wide,
+    ROI_MASKIOU_HEAD.CONV_DIM / NUM_CONV; the last with stride 2), then FC 1024 - FC 1024 - K.
+    """
 
     def __init__(self, in_channels: int = 256, conv_channels: int = 256, num_convs: int = 4,
                  fc_channels: int = 1024, roi_size: int = 14, num_classes: int = 80):
@@ -74,8 +78,8 @@ class MaskIoUHead(nn.Module):
         for m in self.convs:
             nn.init.kaiming_normal_(m.weight, mode='fan_out', nonlinearity='relu')
             nn.init.zeros_(m.bias)
-        for m in (self.fc1, self.fc2):  # Caffe2 "xavier" fill: uniform, scale by fan-in
-            nn.init.kaiming_uniform_(m.weight, a=1)
+        for m in (self.fc1, self.fc2):  # centermask2: MSRA fill of the FC layers too
+            nn.init.kaiming_normal_(m.weight, mode='fan_out', nonlinearity='relu')
             nn.init.zeros_(m.bias)
         nn.init.normal_(self.fc_iou.weight, std=0.01)
         nn.init.zeros_(self.fc_iou.bias)

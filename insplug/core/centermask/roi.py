@@ -5,12 +5,20 @@ Shape shorthand: N RoIs, G ground-truth objects, L pyramid levels, C channels, M
 (28), S pooled side (14), H x W image.
 
 Adaptive RoI assignment (CenterMask eq. 2): a box of area ``a`` in an image of area ``A`` goes
-to level ``k = ceil(k_max - log2(A / a))``, clamped to [k_min, k_max]; a box covering the whole
-image thus uses the coarsest level, whatever the input resolution.
+to level ``k = ceil(k_max - log2(A / a + eps))`` (eps = float64 machine epsilon, as centermask2's
+``assign_boxes_to_levels_by_ratio``), clamped to [k_min, k_max]; a box covering the whole image
+thus uses the coarsest level, whatever the input resolution. ``A`` is the size of the resized
+image before padding.
+
+Mask targets: polygon annotations are rasterised inside each box as detectron2's
+``PolygonMasks.crop_and_resize`` does (what centermask2 trains with on COCO); bitmaps are
+resampled with RoIAlign (aligned) and thresholded at 0.5, as detectron2's ``BitMasks``.
 """
 import math
+import sys
 from typing import List, Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -29,8 +37,9 @@ def adaptive_roi_levels(boxes: Tensor, image_areas: Tensor, min_level: int,
     Returns:
         (N,) long level index in [0, max_level - min_level].
     """
-    area = ((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])).clamp(min=1e-6)
-    level = torch.ceil(max_level - torch.log2(image_areas / area))
+    area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    # a zero-area box gives log2(inf) = inf -> the finest level, as in centermask2
+    level = torch.ceil(max_level - torch.log2(image_areas.to(area) / area + sys.float_info.epsilon))
     return level.clamp(min_level, max_level).long() - min_level
 
 
@@ -54,7 +63,7 @@ def multilevel_roi_align(features: Sequence[Tensor], rois: Tensor, levels: Tenso
     for level, (feat, stride) in enumerate(zip(features, strides)):
         index = (levels == level).nonzero(as_tuple=True)[0]
         if index.numel():
-            out[index] = roi_align(feat, rois[index], output_size, 1.0 / stride,
+            out[index] = roi_align(feat, rois[index].to(feat.dtype), output_size, 1.0 / stride,
                                    sampling_ratio, aligned=True)
     return out
 
@@ -82,6 +91,56 @@ def mask_targets(gt_masks: Tensor, gt_index: Tensor, boxes: Tensor, size: int) -
     rois = torch.cat([gt_index[:, None].to(boxes), boxes], 1)
     crops = roi_align(gt_masks[:, None].to(boxes), rois, size, 1.0, 0, aligned=True)
     return (crops[:, 0] >= 0.5).to(boxes)
+
+
+def polygon_mask_targets(polygons, boxes: Tensor, size: int) -> Tensor:
+    """Polygons rasterised inside RoIs at ``size x size`` (detectron2's
+    ``rasterize_polygons_within_box``: shift to the box origin, scale by
+    ``size / max(side, 0.1)``, rasterise with pycocotools).
+
+    Args:
+        polygons: N objects, each a list of flat (2 P,) arrays in image coordinates.
+        boxes: (N, 4) RoI boxes.
+        size: M.
+
+    Returns:
+        (N, M, M) float in {0, 1} on ``boxes``' device.
+    """
+    import pycocotools.mask as mask_utils
+    if boxes.shape[0] == 0:
+        return boxes.new_zeros((0, size, size))
+    out = np.zeros((len(polygons), size, size), dtype=np.float32)
+    for i, (obj, box) in enumerate(zip(polygons, boxes.detach().cpu().numpy())):
+        if len(obj) == 0:
+            continue
+        w, h = box[2] - box[0], box[3] - box[1]
+        ratio_h, ratio_w = size / max(h, 0.1), size / max(w, 0.1)
+        scaled = []
+        for p in obj:
+            p = np.asarray(p, dtype=np.float64).copy()
+            p[0::2] = (p[0::2] - box[0]) * ratio_w
+            p[1::2] = (p[1::2] - box[1]) * ratio_h
+            scaled.append(p)
+        rle = mask_utils.merge(mask_utils.frPyObjects(scaled, size, size))
+        out[i] = mask_utils.decode(rle)
+    return torch.from_numpy(out).to(boxes)
+
+
+def clip_nonempty(boxes: Tensor, height: int, width: int):
+    """Clip boxes to the image and flag those with positive width and height (detectron2's
+    ``Boxes.clip`` + ``nonempty``, applied before pasting masks).
+
+    Args:
+        boxes: (N, 4). height, width: image size.
+
+    Returns:
+        (N, 4) clipped boxes and (N,) bool keep flags.
+    """
+    x1, y1, x2, y2 = boxes.unbind(1)
+    clipped = torch.stack([x1.clamp(0, width), y1.clamp(0, height), x2.clamp(0, width),
+                           y2.clamp(0, height)], dim=1)
+    keep = (clipped[:, 2] > clipped[:, 0]) & (clipped[:, 3] > clipped[:, 1])
+    return clipped, keep
 
 
 def match_proposals(proposals: Tensor, gt_boxes: Tensor, iou_threshold: float = 0.5) -> Tensor:

@@ -1,20 +1,45 @@
 """CenterMask's RoI head for mmdet 3.x: wires :mod:`insplug.core.centermask` (SAG-Mask,
-MaskIoU, adaptive RoI levels) into training on FCOS proposals and mask prediction."""
+MaskIoU, adaptive RoI levels, centermask2's MaskIoU targets and loss) into training on FCOS
+proposals and mask prediction.
+
+Predictions keep the FCOS box score in ``scores`` and put the MaskIoU-rescored score in
+``mask_scores`` (centermask2's ``mask_scores``): mmdet's ``CocoMetric`` ranks segm results by
+``mask_scores`` when present and bbox results by ``scores``, as centermask2's evaluator does.
+"""
 import torch
+from mmdet.structures.mask import PolygonMasks
 from mmengine.model import BaseModule
 
 from insplug.core.centermask.heads import MaskIoUHead, SAGMaskHead, gather_class, mask_loss
+from insplug.core.centermask.maskiou import (bitmap_area_ratios, maskiou_loss, maskiou_targets,
+                                             polygon_area_ratios)
 from insplug.core.centermask.roi import (adaptive_roi_levels, boxes_to_rois, canonical_levels,
-                                         mask_targets, match_proposals, multilevel_roi_align,
-                                         paste_masks, subsample_positives)
-from insplug.core.losses.mask_iou import mask_iou_loss, mask_iou_targets
+                                         clip_nonempty, mask_targets, match_proposals,
+                                         multilevel_roi_align, paste_masks,
+                                         polygon_mask_targets, subsample_positives)
 from insplug.mmdet.assigners.center_sampling import gt_mask_tensor
 from insplug.registry import MODELS
 
 
+def roi_mask_targets(gt_instances, index, boxes, size, with_ratios):
+    """(P, M, M) mask targets and (P,) area ratios (or None) of the RoIs ``boxes`` matched to
+    objects ``index``: polygons are rasterised in the box (detectron2 / centermask2 on COCO),
+    bitmaps are RoIAligned."""
+    masks = gt_instances.masks if 'masks' in gt_instances else None
+    if isinstance(masks, PolygonMasks):
+        polys = [masks.masks[i] for i in index.tolist()]
+        targets = polygon_mask_targets(polys, boxes, size)
+        ratios = polygon_area_ratios(polys, boxes) if with_ratios else None
+        return targets, ratios
+    bitmaps = gt_mask_tensor(gt_instances, boxes.device)
+    targets = mask_targets(bitmaps, index, boxes, size)
+    ratios = bitmap_area_ratios(bitmaps, index, boxes) if with_ratios else None
+    return targets, ratios
+
+
 @MODELS.register_module()
 class CenterMaskRoIHead(BaseModule):
-    """SAG-Mask + MaskIoU on FCOS detections.
+    """SAG-Mask + MaskIoU on FCOS detections (centermask2's ``CenterROIHeads``).
 
     Args:
         num_classes: K.
@@ -22,27 +47,32 @@ class CenterMaskRoIHead(BaseModule):
         featmap_strides: strides of the pooled levels (P3-P5: 8, 16, 32); the first
             ``len(featmap_strides)`` FPN outputs are used.
         roi_size: pooled side S (14); masks are 2S (28).
-        conv_channels, num_convs: SAG-Mask tower.
-        maskiou: build the MaskIoU head and rescore with it.
-        loss_mask_weight, loss_maskiou_weight: 1 and 1 (official).
+        conv_channels, num_convs: SAG-Mask tower (ROI_MASK_HEAD.CONV_DIM / NUM_CONV).
+        maskiou: build the MaskIoU head and rescore with it (MASKIOU_ON).
+        maskiou_conv_channels, maskiou_num_convs: ROI_MASKIOU_HEAD.CONV_DIM / NUM_CONV
+            (default: the mask head's width, 4 convs).
+        maskiou_fc_channels: 1024 in centermask2.
+        loss_mask_weight: 1; loss_maskiou_weight: MASKIOU_LOSS_WEIGHT (1).
         pos_iou_thr: proposal-GT IoU of a positive (0.5).
-        max_pos_per_img: positives per image (detectron2: 512 RoIs x 0.25).
+        max_pos_per_img: positives per image (detectron2: 512 RoIs x 0.25 = 128).
         append_gt: add the GT boxes to the proposals in training.
-        mask_thr: binarisation threshold at test time.
+        mask_thr: binarisation threshold of pasted masks (>=, 0.5).
     """
 
     def __init__(self, num_classes, in_channels=256, featmap_strides=(8, 16, 32), roi_size=14,
-                 conv_channels=256, num_convs=4, maskiou=True, maskiou_fc_channels=1024,
-                 loss_mask_weight=1.0, loss_maskiou_weight=1.0, pos_iou_thr=0.5,
-                 max_pos_per_img=128, append_gt=True, mask_thr=0.5, init_cfg=None):
+                 conv_channels=256, num_convs=4, maskiou=True, maskiou_conv_channels=None,
+                 maskiou_num_convs=4, maskiou_fc_channels=1024, loss_mask_weight=1.0,
+                 loss_maskiou_weight=1.0, pos_iou_thr=0.5, max_pos_per_img=128, append_gt=True,
+                 mask_thr=0.5, init_cfg=None):
         super().__init__(init_cfg=init_cfg)
         self.num_classes = num_classes
         self.featmap_strides = tuple(featmap_strides)
         self.roi_size = roi_size
         self.min_level, self.max_level = canonical_levels(self.featmap_strides)
         self.mask_head = SAGMaskHead(in_channels, conv_channels, num_convs, num_classes)
-        self.maskiou_head = MaskIoUHead(in_channels, conv_channels, 4, maskiou_fc_channels,
-                                        roi_size, num_classes) if maskiou else None
+        self.maskiou_head = MaskIoUHead(
+            in_channels, maskiou_conv_channels or conv_channels, maskiou_num_convs,
+            maskiou_fc_channels, roi_size, num_classes) if maskiou else None
         self.loss_mask_weight = loss_mask_weight
         self.loss_maskiou_weight = loss_maskiou_weight
         self.pos_iou_thr = pos_iou_thr
@@ -59,7 +89,9 @@ class CenterMaskRoIHead(BaseModule):
                                     self.featmap_strides, self.roi_size)
 
     def loss(self, feats, proposals, batch_data_samples):
-        boxes_list, labels, targets = [], [], []
+        size = 2 * self.roi_size
+        with_iou = self.maskiou_head is not None
+        boxes_list, labels, targets, ratios = [], [], [], []
         for props, sample in zip(proposals, batch_data_samples):
             gt = sample.gt_instances
             boxes = props.bboxes.detach()
@@ -70,26 +102,38 @@ class CenterMaskRoIHead(BaseModule):
             boxes, index = boxes[pos], index[pos]
             boxes_list.append(boxes)
             labels.append(gt.labels[index])
-            masks = gt_mask_tensor(gt, boxes.device) if len(index) else None
-            targets.append(mask_targets(masks, index, boxes, 2 * self.roi_size)
-                           if masks is not None else boxes.new_zeros((0, 2 * self.roi_size,
-                                                                       2 * self.roi_size)))
+            if len(index):
+                t, r = roi_mask_targets(gt, index, boxes, size, with_iou)
+            else:
+                t, r = boxes.new_zeros((0, size, size)), boxes.new_zeros((0,), dtype=torch.float64)
+            targets.append(t)
+            ratios.append(r)
         metas = [s.metainfo for s in batch_data_samples]
         pooled = self._pool(feats, boxes_list, metas)
         logits = self.mask_head(pooled)
         labels, targets = torch.cat(labels), torch.cat(targets)
         losses = dict(loss_mask=self.loss_mask_weight * mask_loss(logits, labels, targets))
-        if self.maskiou_head is not None:
-            probs = gather_class(logits, labels).sigmoid() if len(labels) else \
-                logits.new_zeros((0, 2 * self.roi_size, 2 * self.roi_size))
-            iou_t = mask_iou_targets(probs.detach(), targets, threshold=0.5)
-            pred = self.maskiou_head(pooled, probs[:, None])
-            losses['loss_maskiou'] = mask_iou_loss(
-                gather_class(pred, labels) if len(labels) else pred.sum(1), iou_t,
-                weight=self.loss_maskiou_weight)
+        if with_iou:
+            if len(labels) == 0:
+                losses['loss_maskiou'] = logits.sum() * 0.0
+                return losses
+            sel = gather_class(logits, labels)
+            iou_t = maskiou_targets(sel, targets, torch.cat(ratios))
+            # the mask probabilities are not detached (centermask2): the MaskIoU loss also
+            # trains the mask head through them
+            pred = gather_class(self.maskiou_head(pooled, sel.sigmoid()[:, None]), labels)
+            losses['loss_maskiou'] = maskiou_loss(pred, iou_t, self.loss_maskiou_weight)
         return losses
 
     def predict(self, feats, results_list, batch_img_metas, rescale=True):
+        """Masks for FCOS detections (boxes in ``img_shape`` coordinates, unclipped).
+
+        Returns per image an InstanceData with ``bboxes`` (rescaled to ``ori_shape`` if
+        ``rescale``, clipped to the image), ``scores`` (FCOS), ``mask_scores`` (FCOS score x
+        predicted MaskIoU; equal to ``scores`` without the MaskIoU head), ``labels`` and
+        ``masks`` (H, W) bool; detections whose clipped box is empty are dropped, as
+        detectron2's ``detector_postprocess`` does.
+        """
         boxes_list = [r.bboxes for r in results_list]
         pooled = self._pool(feats, boxes_list, batch_img_metas)
         logits = self.mask_head(pooled)
@@ -100,9 +144,9 @@ class CenterMaskRoIHead(BaseModule):
         else:
             iou = probs.new_ones((len(labels),))
         out = []
-        for r, meta, p, q in zip(results_list, batch_img_metas,
-                                 probs.split([len(r) for r in results_list]),
-                                 iou.split([len(r) for r in results_list])):
+        counts = [len(r) for r in results_list]
+        for r, meta, p, q in zip(results_list, batch_img_metas, probs.split(counts),
+                                 iou.split(counts)):
             boxes = r.bboxes
             if rescale:
                 sx, sy = meta['scale_factor'][:2]
@@ -110,8 +154,10 @@ class CenterMaskRoIHead(BaseModule):
                 h, w = meta['ori_shape'][:2]
             else:
                 h, w = meta['img_shape'][:2]
+            boxes, keep = clip_nonempty(boxes, h, w)
             r.bboxes = boxes
-            r.scores = r.scores * q
-            r.masks = paste_masks(p, boxes, h, w) >= self.mask_thr
+            r.mask_scores = r.scores * q
+            r = r[keep]
+            r.masks = paste_masks(p[keep], r.bboxes, h, w) >= self.mask_thr
             out.append(r)
         return out

@@ -1,0 +1,162 @@
+"""CenterMask (youngwanLEE/centermask2, detectron2) checkpoints -> insplug.
+
+Released models (``centermask2-V-39-eSE-FPN-ms-3x.pth``, ``centermask2-R-50-FPN-ms-3x.pth``, ...)
+are detectron2 checkpoints ``{'model': {key: Tensor}, ...}``. Official layout -> insplug's
+``CenterMask`` detector (``configs/centermask/centermask_v39_3x.py``, ``centermask_r50_3x.py``):
+
+* VoVNet trunk ``backbone.bottom_up.stem.stem_{1,2,3}/{conv,norm}`` ->
+  ``backbone.body.stem.{0,1,2}.{0,1}``; ``backbone.bottom_up.stage{n}.OSA{n}_{b}`` ->
+  ``backbone.body.stages.{n-2}.{b-1 for stage 2, b otherwise}`` (stages 3-5 start with a
+  parameter-free max-pool), with ``layers.{l}.OSA{n}_{b}_{l}/{conv,norm}`` ->
+  ``layers.{l}.{0,1}``, ``concat.OSA{n}_{b}_concat/{conv,norm}`` -> ``concat.{0,1}`` and
+  ``ese.fc`` -> ``ese_fc``. FrozenBN has no ``num_batches_tracked`` (optional in insplug).
+* ResNet trunk ``backbone.bottom_up.stem/res2..res5`` -> mmdet ``ResNet`` (common rules).
+* FPN ``backbone.fpn_lateral{3,4,5}/fpn_output{3,4,5}/top_block.p6/p7`` -> mmdet ``FPN``.
+* FCOS ``proposal_generator.fcos_head.{cls,bbox}_tower.{j}`` (conv, GN, ReLU per layer, or conv,
+  ReLU without norm) -> ``bbox_head.{cls,reg}_convs.{i}.{conv,gn}``; ``cls_logits``,
+  ``bbox_pred``, ``ctrness``, ``scales.{i}.scale`` -> ``conv_cls``, ``conv_reg``,
+  ``conv_centerness``, ``scales.{i}.scale`` (``FaithfulFCOSHead``: tower convs with bias).
+* ``roi_heads.mask_head.mask_fcn{k}/spatialAtt.conv/deconv/predictor`` ->
+  ``roi_head.mask_head.convs.{k-1}/attention_conv/deconv/predictor``;
+  ``roi_heads.maskiou_head.maskiou_fcn{k}/maskiou_fc1/maskiou_fc2/maskiou`` ->
+  ``roi_head.maskiou_head.convs.{k-1}/fc1/fc2/fc_iou``.
+
+A second converter, ``vovnet_imagenet``, maps the VoVNet ImageNet weights of the centermask2
+README (``vovnet39_ese_detectron2.pth``, trunk keys without prefix) to ``backbone.body.*``, for
+``init_cfg=dict(type='Pretrained', checkpoint=OUT, prefix='backbone.')``::
+
+    python tools/convert_checkpoint.py centermask centermask2-V-39-eSE-FPN-ms-3x.pth \\
+        centermask_v39_3x_insplug.pth --config configs/centermask/centermask_v39_3x.py
+    python tools/convert_checkpoint.py vovnet_imagenet vovnet39_ese_detectron2.pth \\
+        checkpoints/vovnet39_ese_insplug.pth
+"""
+import re
+
+from insplug.converters import register_converter
+from insplug.converters.common import ConversionError, fpn_rules, rename_keys, resnet_rules
+
+def _vovnet_key(key, src_prefix, dst_prefix):
+    """One VoVNet trunk key, or None when ``key`` is not a VoVNet trunk key."""
+    p = re.escape(src_prefix)
+    m = re.match(rf'^{p}stem\.stem_([123])/(conv|norm)\.(.+)$', key)
+    if m:
+        return f'{dst_prefix}stem.{int(m.group(1)) - 1}.{0 if m.group(2) == "conv" else 1}.' \
+               f'{m.group(3)}'
+    m = re.match(rf'^{p}stage([2-5])\.OSA\1_(\d+)\.(.+)$', key)
+    if not m:
+        return None
+    n, b, rest = int(m.group(1)), int(m.group(2)), m.group(3)
+    module = f'{dst_prefix}stages.{n - 2}.{b - 1 if n == 2 else b}'
+    tag = rf'OSA{n}_{b}'
+    sub = re.match(rf'^layers\.(\d+)\.{tag}_\1/(conv|norm)\.(.+)$', rest)
+    if sub:
+        return f'{module}.layers.{sub.group(1)}.{0 if sub.group(2) == "conv" else 1}.' \
+               f'{sub.group(3)}'
+    sub = re.match(rf'^concat\.{tag}_concat/(conv|norm)\.(.+)$', rest)
+    if sub:
+        return f'{module}.concat.{0 if sub.group(1) == "conv" else 1}.{sub.group(2)}'
+    sub = re.match(r'^ese\.fc\.(weight|bias)$', rest)
+    if sub:
+        return f'{module}.ese_fc.{sub.group(1)}'
+    return None  # e.g. depthwise / DCN variants, which insplug's VoVNetV2 does not build
+
+
+def _fcos_rules(state_dict, src='proposal_generator.fcos_head.', dst='bbox_head.'):
+    """Rules for centermask2's FCOSHead; the tower stride is 3 with GN, 2 without norm."""
+    p = re.escape(src)
+    rules = []
+    for tower, convs in (('cls_tower', 'cls_convs'), ('bbox_tower', 'reg_convs')):
+        with_norm = any(re.match(rf'^{p}{tower}\.1\.weight$', k) for k in state_dict)
+        step = 3 if with_norm else 2
+        idx = sorted({int(m.group(1)) for k in state_dict
+                      for m in [re.match(rf'^{p}{tower}\.(\d+)\.', k)] if m})
+        for j in idx:
+            i, r = divmod(j, step)
+            if r == 0:
+                rules.append((rf'^{p}{tower}\.{j}\.(weight|bias)$', rf'{dst}{convs}.{i}.conv.\1'))
+            elif with_norm and r == 1:
+                rules.append((rf'^{p}{tower}\.{j}\.(weight|bias)$', rf'{dst}{convs}.{i}.gn.\1'))
+    rules += [(rf'^{p}cls_logits\.(weight|bias)$', rf'{dst}conv_cls.\1'),
+              (rf'^{p}bbox_pred\.(weight|bias)$', rf'{dst}conv_reg.\1'),
+              (rf'^{p}ctrness\.(weight|bias)$', rf'{dst}conv_centerness.\1'),
+              (rf'^{p}scales\.(\d+)\.scale$', rf'{dst}scales.\1.scale')]
+    return rules
+
+
+ROI_RULES = [
+    (r'^roi_heads\.mask_head\.mask_fcn(\d+)\.(weight|bias)$',
+     lambda m: f'roi_head.mask_head.convs.{int(m.group(1)) - 1}.{m.group(2)}'),
+    (r'^roi_heads\.mask_head\.spatialAtt\.conv\.weight$',
+     'roi_head.mask_head.attention_conv.weight'),
+    (r'^roi_heads\.mask_head\.(deconv|predictor)\.(weight|bias)$', r'roi_head.mask_head.\1.\2'),
+    (r'^roi_heads\.maskiou_head\.maskiou_fcn(\d+)\.(weight|bias)$',
+     lambda m: f'roi_head.maskiou_head.convs.{int(m.group(1)) - 1}.{m.group(2)}'),
+    (r'^roi_heads\.maskiou_head\.maskiou_fc([12])\.(weight|bias)$',
+     r'roi_head.maskiou_head.fc\1.\2'),
+    (r'^roi_heads\.maskiou_head\.maskiou\.(weight|bias)$', r'roi_head.maskiou_head.fc_iou.\1'),
+]
+
+
+def _apply_callable_rules(state_dict, rules):
+    """Rename keys matched by rules whose replacement is a callable (re.sub can't shift
+    indices); returns (renamed, remaining)."""
+    done, rest = {}, {}
+    for k, v in state_dict.items():
+        for pattern, repl in rules:
+            m = re.match(pattern, k)
+            if m and callable(repl):
+                done[repl(m)] = v
+                break
+        else:
+            rest[k] = v
+    return done, rest
+
+
+@register_converter(
+    'centermask',
+    signature=[r'^proposal_generator\.fcos_head\.', r'^roi_heads\.mask_head\.spatialAtt\.'],
+    source='CenterMask2 (detectron2) .pth, VoVNet or ResNet trunk')
+def convert_centermask(state_dict):
+    """centermask2 ``{key: Tensor}`` -> insplug ``CenterMask`` layout (VoVNet or ResNet)."""
+    out, rest = {}, {}
+    for k, v in state_dict.items():
+        new = _vovnet_key(k, 'backbone.bottom_up.', 'backbone.body.')
+        if new is not None:
+            out[new] = v
+        else:
+            rest[k] = v
+    has_vovnet = bool(out)
+    if has_vovnet and any(k.startswith('backbone.bottom_up.') for k in rest):
+        bad = [k for k in rest if k.startswith('backbone.bottom_up.')]
+        raise ConversionError(f'centermask: VoVNet trunk keys insplug\'s VoVNetV2 does not have '
+                              f'(depthwise or DCN variant?): {", ".join(bad[:5])}')
+    done, rest = _apply_callable_rules(rest, ROI_RULES)
+    out.update(done)
+    rules = [] if has_vovnet else resnet_rules('detectron2', 'backbone.bottom_up.')
+    rules += fpn_rules('detectron2', 'backbone.', first=3, num_ins=3)
+    rules += _fcos_rules(rest)
+    rules += [(p, r) for p, r in ROI_RULES if not callable(r)]
+    out.update(rename_keys(rest, rules, method='centermask'))
+    return out
+
+
+@register_converter(
+    'vovnet_imagenet',
+    signature=[r'^(backbone\.bottom_up\.)?stem\.stem_1/conv\.weight$'],
+    source='VoVNet ImageNet weights of the centermask2 README (detectron2 trunk layout)')
+def convert_vovnet_imagenet(state_dict):
+    """VoVNet trunk ``{key: Tensor}`` (keys ``stem.*``/``stage*``, optionally prefixed
+    ``backbone.bottom_up.``) -> ``backbone.body.*``; a classifier (``fc``/``classifier``) is
+    dropped."""
+    out, unmatched = {}, []
+    for k, v in state_dict.items():
+        src = 'backbone.bottom_up.' if k.startswith('backbone.bottom_up.') else ''
+        new = _vovnet_key(k, src, 'backbone.body.')
+        if new is not None:
+            out[new] = v
+        elif not re.match(r'^(fc|classifier)\.', k):
+            unmatched.append(k)
+    if unmatched:
+        raise ConversionError(f'vovnet_imagenet: {len(unmatched)} key(s) have no place in '
+                              f'insplug\'s VoVNetV2 (first: {", ".join(unmatched[:5])})')
+    return out
