@@ -89,7 +89,9 @@ def guess_origin(checkpoint):
     meta = checkpoint.get('meta') if isinstance(checkpoint, dict) else None
     cfg_text = meta.get('cfg') if isinstance(meta, dict) else None
     if isinstance(cfg_text, str):
-        match = re.search(r"model\s*=\s*dict\(.*?type\s*=\s*'([^']+)'", cfg_text, re.S)
+        # mmengine's pretty text: the model's own keys are indented by exactly 4 spaces
+        block = re.search(r'^model = dict\(\n(.*?)(?=^\S|\Z)', cfg_text, re.S | re.M)
+        match = block and re.search(r"^    type\s*=\s*'([^']+)'", block.group(1), re.M)
         if match:
             return f"an mmengine run of a '{match.group(1)}' model (its saved config says so)"
     state = state_dict_of(checkpoint)
