@@ -8,7 +8,7 @@ model = dict(
         count_weight=0.1,
         test_cfg=dict(
             _delete_=True,
-            clustering=dict(type='KMeansClustering', num_iter=30, num_restarts=8,
+            clustering=dict(type='KMeansClustering', num_iter=30, num_restarts=10,
                             min_pixels=8),
             min_pixels=8,
             max_per_img=100)))

@@ -19,7 +19,7 @@ model = dict(
         in_stride=4,
         in_index=(0, 0),
         test_cfg=dict(
-            clustering=dict(type='KMeansClustering', num_iter=30, num_restarts=8,
+            clustering=dict(type='KMeansClustering', num_iter=30, num_restarts=10,
                             min_pixels=64),
             min_pixels=64,
             max_per_img=100)))

@@ -181,7 +181,7 @@ def test_minimising_the_loss_over_free_maps_recovers_the_instances():
     assert loss.item() < 0.5 * first
     pred, pred_labels, _ = spatial_embedding_inference(
         offsets[0].detach(), sigma[0].detach(), seeds[0].detach(),
-        GreedySeedClustering(min_pixels=8))
+        GreedySeedClustering(seed_threshold=0.5, min_pixels=8))
     inter = (pred[:, None] & masks[None]).flatten(2).sum(2).float()
     union = (pred[:, None] | masks[None]).flatten(2).sum(2).float()
     best = (inter / union).max(0)

@@ -114,9 +114,9 @@ def test_kmeans_without_count_branch_is_refused():
 
 
 @pytest.mark.parametrize('path,num_classes', [
-    ('configs/spatialembeddings/spatialembeddings_erfnet_cityscapes.py', 8),
+    ('configs/spatialembeddings/spatialembeddings_erfnet_cityscapes.py', 1),
     ('configs/spatialembeddings/spatialembeddings_r50_fpn_coco.py', 80),
-    ('configs/discriminative/discriminative_erfnet_cityscapes.py', 8),
+    ('configs/discriminative/discriminative_erfnet_cityscapes.py', 1),
     ('configs/discriminative/discriminative_r50_fpn_kmeans_coco.py', 80),
 ])
 def test_full_size_configs_build_with_matching_class_counts(path, num_classes):
@@ -132,3 +132,28 @@ def test_full_size_configs_build_with_matching_class_counts(path, num_classes):
         dataset = dataset.get('dataset', dataset)
         classes = DATASETS.get(dataset.type).METAINFO['classes']
     assert len(classes) == num_classes
+
+
+def test_object_centred_crop_follows_the_official_rule():
+    """Crop corner = int(clip(mean - size/2, 0, dim - size)) of the chosen object's pixels
+    (official generate_crops.py); with one object the choice is forced."""
+    import numpy as np
+    from mmdet.structures.bbox import HorizontalBoxes
+
+    from insplug.registry import TRANSFORMS
+    masks = np.zeros((1, 100, 200), dtype=np.uint8)
+    masks[0, 60:71, 150:181] = 1  # mean (65, 165)
+    results = dict(img=np.arange(100 * 200 * 3, dtype=np.float32).reshape(100, 200, 3),
+                   img_shape=(100, 200),
+                   gt_bboxes=HorizontalBoxes(torch.tensor([[150.0, 60.0, 181.0, 71.0]])),
+                   gt_bboxes_labels=np.array([0]), gt_ignore_flags=np.array([False]),
+                   gt_masks=BitmapMasks(masks, 100, 200))
+    with DefaultScope.overwrite_default_scope('insplug'):
+        crop = TRANSFORMS.build(dict(type='ObjectCenteredCrop', crop_size=(40, 64)))
+    out = crop(results)
+    top, left = int(np.clip(65 - 20, 0, 60)), int(np.clip(165 - 32, 0, 136))
+    assert out['img'].shape[:2] == (40, 64)
+    assert out['img'][0, 0, 0] == ((top * 200 + left) * 3)
+    assert out['gt_masks'].masks.sum() == masks.sum()
+    assert out['gt_bboxes'].tensor.tolist() == [[150.0 - left, 60.0 - top, 181.0 - left,
+                                                 71.0 - top]]

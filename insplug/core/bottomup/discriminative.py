@@ -6,7 +6,9 @@ N predicted instances.
 
 The network predicts a D-dim embedding per pixel (trained with
 :func:`insplug.core.losses.discriminative.discriminative_loss`), a semantic segmentation (cross
-entropy) that selects the foreground and labels the clusters by majority vote, and optionally an
+entropy, optionally class-weighted as in the authors' release) whose arg-max selects the
+foreground (official test.lua: ``argmax == car``; here ``argmax != background``) and labels the
+clusters by majority vote, and optionally an
 instance-count density: a per-pixel value whose sum over one instance is 1, so its sum over the
 foreground counts the instances (used by k-means clustering). The count loss per image is
 ``mean_m |sum_{p in m} d_p - 1| + |sum_{p in background} d_p| / max(C, 1)``.
@@ -45,14 +47,15 @@ def semantic_targets(gt_masks: Tensor, gt_labels: Tensor, gt_img: Tensor,
 
 
 def semantic_loss(semantic_logits: Tensor, gt_masks: Tensor, gt_labels: Tensor,
-                  gt_img: Tensor) -> Tensor:
-    """Pixel-wise cross entropy of the semantic branch.
+                  gt_img: Tensor, class_weight: Optional[Tensor] = None) -> Tensor:
+    """Pixel-wise cross entropy of the semantic branch (weighted mean when ``class_weight``).
 
     Args:
         semantic_logits: (B, K + 1, H, W) float.
         gt_masks: (M, H, W) bool.
         gt_labels: (M,) long in [0, K).
         gt_img: (M,) long.
+        class_weight: optional (K + 1,) float per-class weights (background first).
 
     Returns:
         scalar.
@@ -63,7 +66,10 @@ def semantic_loss(semantic_logits: Tensor, gt_masks: Tensor, gt_labels: Tensor,
                          f'{gt_labels.unique().tolist()}; set the head\'s num_classes to the '
                          'dataset\'s class count')
     target = semantic_targets(gt_masks.flatten(1), gt_labels, gt_img, batch)
-    return F.cross_entropy(semantic_logits.flatten(2), target)
+    if class_weight is not None:
+        class_weight = torch.as_tensor(class_weight, dtype=semantic_logits.dtype,
+                                       device=semantic_logits.device)
+    return F.cross_entropy(semantic_logits.flatten(2), target, weight=class_weight)
 
 
 def count_density_loss(density: Tensor, gt_masks: Tensor, gt_img: Tensor) -> Tensor:
@@ -103,7 +109,7 @@ def predicted_count(density: Tensor, foreground: Tensor) -> int:
 def discriminative_inference(embeddings: Tensor, semantic_logits: Tensor, clusterer=None,
                              density: Optional[Tensor] = None, min_pixels: int = 1):
     """Instances of one image: cluster the embeddings of the semantic foreground (pixels whose
-    background probability is below 0.5).
+    arg-max class is not background, as the authors' release selects its class by arg-max).
 
     Args:
         embeddings: (D, H, W) float.
@@ -121,7 +127,7 @@ def discriminative_inference(embeddings: Tensor, semantic_logits: Tensor, cluste
     clusterer = MeanShiftClustering() if clusterer is None else clusterer
     height, width = embeddings.shape[-2:]
     prob = torch.softmax(semantic_logits, 0).flatten(1)  # K + 1, P
-    fg = prob[0] < 0.5
+    fg = prob.argmax(0) != 0
     num = predicted_count(density.flatten(), fg) if density is not None else None
     sub_masks, scores = clusterer(embeddings.flatten(1)[:, fg].t(), num_instances=num)
     masks = scatter_masks(sub_masks, fg)

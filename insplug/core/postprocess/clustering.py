@@ -13,7 +13,7 @@ Shape shorthand: P pixels (of one image, usually the foreground), D embedding di
   strided subset of seeds, all seeds shifted at once; converged modes within one bandwidth of a
   denser mode are merged (parallel suppression) and pixels go to the nearest kept mode.
 * :func:`kmeans_clustering` -- Lloyd's k-means with a given (e.g. predicted) number of
-  instances, several random restarts run in parallel, the lowest inertia kept.
+  instances, k-means++ seeding, several restarts run in parallel, the lowest inertia kept.
 
 All return ``(masks (N, P) bool, scores (N,) float)``-compatible pieces; the image-level wrappers
 live with each method.
@@ -25,7 +25,8 @@ from torch import Tensor
 
 __all__ = ['gaussian_probability', 'greedy_seed_clustering', 'mean_shift_modes',
            'suppress_close_modes', 'assign_to_modes', 'mean_shift_clustering',
-           'kmeans_clustering', 'labels_to_masks', 'GreedySeedClustering',
+           'kmeans_plusplus_init', 'kmeans_clustering', 'labels_to_masks',
+           'GreedySeedClustering',
            'MeanShiftClustering', 'KMeansClustering']
 
 
@@ -218,9 +219,40 @@ def mean_shift_clustering(points: Tensor, bandwidth: float, max_seeds: int = 512
     return torch.where(labels >= 0, new_id[labels.clamp(min=0)], labels)
 
 
+def kmeans_plusplus_init(points: Tensor, k: int, num_restarts: int,
+                         gen: torch.Generator) -> Tensor:
+    """k-means++ seeding (Arthur and Vassilvitskii, 2007) for several restarts at once: the
+    first centre uniformly, each next one with probability proportional to the squared distance
+    to the nearest centre chosen so far.
+
+    Args:
+        points: (P, D) float.
+        k: number of centres (<= P).
+        num_restarts: R independent seedings.
+        gen: CPU random generator.
+
+    Returns:
+        (R, k) long point indices.
+    """
+    num = points.shape[0]
+    first = torch.randint(num, (num_restarts,), generator=gen)
+    chosen = [first]
+    nearest = (points[None] - points[first.to(points.device)][:, None]).pow(2).sum(2)  # R, P
+    for _ in range(1, k):  # sequential by definition; k is small
+        weights = nearest.double().cpu()
+        # all points on a chosen centre (duplicates): fall back to uniform
+        weights = torch.where(weights.sum(1, keepdim=True) > 0, weights,
+                              torch.ones_like(weights))
+        nxt = torch.multinomial(weights, 1, generator=gen)[:, 0]
+        chosen.append(nxt)
+        dist = (points[None] - points[nxt.to(points.device)][:, None]).pow(2).sum(2)
+        nearest = torch.minimum(nearest, dist)
+    return torch.stack(chosen, 1)
+
+
 def kmeans_clustering(points: Tensor, num_clusters: int, num_iter: int = 30,
-                      num_restarts: int = 8, seed: int = 0) -> Tensor:
-    """Lloyd's k-means with parallel random restarts.
+                      num_restarts: int = 10, seed: int = 0, init: str = 'k-means++') -> Tensor:
+    """Lloyd's k-means with parallel restarts (k-means++ seeding by default).
 
     Args:
         points: (P, D) float.
@@ -228,6 +260,7 @@ def kmeans_clustering(points: Tensor, num_clusters: int, num_iter: int = 30,
         num_iter: Lloyd iterations.
         num_restarts: restarts run in parallel; the lowest inertia wins.
         seed: seed of the random initialisation (deterministic results).
+        init: 'k-means++' or 'random' (k distinct random points).
 
     Returns:
         (P,) long cluster index in [0, k) (k = 0: all -1).
@@ -237,8 +270,14 @@ def kmeans_clustering(points: Tensor, num_clusters: int, num_iter: int = 30,
     if k <= 0:
         return torch.full((num,), -1, dtype=torch.long, device=points.device)
     gen = torch.Generator(device='cpu').manual_seed(seed)
-    init = torch.stack([torch.randperm(num, generator=gen)[:k] for _ in range(num_restarts)])
-    centers = points[init.to(points.device)]  # R, k, D
+    if init == 'k-means++':
+        init_idx = kmeans_plusplus_init(points, k, num_restarts, gen)
+    elif init == 'random':
+        init_idx = torch.stack([torch.randperm(num, generator=gen)[:k]
+                                for _ in range(num_restarts)])
+    else:
+        raise ValueError(f"kmeans_clustering: init must be 'k-means++' or 'random', got {init!r}")
+    centers = points[init_idx.to(points.device)]  # R, k, D
     batch_points = points[None].expand(num_restarts, -1, -1)
     for _ in range(num_iter):
         labels = torch.cdist(batch_points, centers).argmin(2)  # R, P
@@ -320,12 +359,13 @@ class KMeansClustering:
     """
     needs_seed = False
 
-    def __init__(self, num_iter: int = 30, num_restarts: int = 8, min_pixels: int = 1,
-                 seed: int = 0):
+    def __init__(self, num_iter: int = 30, num_restarts: int = 10, min_pixels: int = 1,
+                 seed: int = 0, init: str = 'k-means++'):
         self.num_iter = num_iter
         self.num_restarts = num_restarts
         self.min_pixels = min_pixels
         self.seed = seed
+        self.init = init
 
     def __call__(self, embeddings: Tensor, seed: Tensor = None, sigma: Tensor = None,
                  num_instances: Optional[int] = None):
@@ -333,6 +373,6 @@ class KMeansClustering:
             raise ValueError('KMeansClustering needs `num_instances`; enable the head\'s '
                              'instance-count branch (predict_count=True)')
         labels = kmeans_clustering(embeddings, num_instances, self.num_iter,
-                                   self.num_restarts, self.seed)
+                                   self.num_restarts, self.seed, self.init)
         masks = labels_to_masks(labels, max(min(int(num_instances), embeddings.shape[0]), 0))
         return masks[masks.sum(1) >= self.min_pixels], None

@@ -167,9 +167,15 @@ class DiscriminativeHead(BottomUpHead):
         num_classes: number of classes (semantic branch: num_classes + 1 with background).
         in_channels: feature channels.
         embed_dims: embedding dimensions (8).
-        delta_v, delta_d, alpha, beta, gamma: discriminative loss settings (paper: 0.5, 1.5,
-            1, 1, 0.001).
+        delta_v, delta_d, alpha, beta, gamma: discriminative loss settings (0.5, 1.5, 1, 1;
+            gamma 0 as in the authors' release, which has no regulariser; paper 0.001).
+        variance_norm, distance_norm, norm_eps, min_instance_pixels: normalisation of the loss
+            (:func:`~insplug.core.losses.discriminative.discriminative_loss`; defaults: the
+            authors' release, davyneven/fastSceneUnderstanding; the paper's form is
+            ``'instance'``, ``'paper'``, 0, 1).
         semantic_weight: weight of the semantic cross entropy.
+        semantic_class_weight: optional (num_classes + 1) cross-entropy class weights
+            (background first; the release weights its classes, ENet-style).
         predict_count: add the instance-count density (needed by KMeansClustering).
         count_weight: weight of the count-density loss.
         in_stride, in_index: see :class:`SpatialEmbeddingHead`.
@@ -179,8 +185,10 @@ class DiscriminativeHead(BottomUpHead):
 
     def __init__(self, num_classes: int, in_channels: int = 16, embed_dims: int = 8,
                  delta_v: float = 0.5, delta_d: float = 1.5, alpha: float = 1.0,
-                 beta: float = 1.0, gamma: float = 0.001, semantic_weight: float = 1.0,
-                 predict_count: bool = False, count_weight: float = 0.1, in_stride: int = 2,
+                 beta: float = 1.0, gamma: float = 0.0, variance_norm: str = 'sum',
+                 distance_norm: str = 'release', norm_eps: float = 1e-8,
+                 min_instance_pixels: int = 2, semantic_weight: float = 1.0,
+                 semantic_class_weight=None, predict_count: bool = False, count_weight: float = 0.1, in_stride: int = 2,
                  in_index: Tuple[int, int] = (0, 1), test_cfg: dict = None, init_cfg=None):
         super().__init__(num_classes, test_cfg,
                          dict(type='MeanShiftClustering', bandwidth=delta_v,
@@ -188,8 +196,17 @@ class DiscriminativeHead(BottomUpHead):
         self.outputs = DiscriminativeOutputs(in_channels, num_classes, embed_dims, predict_count,
                                              in_stride, in_index)
         self.loss_cfg = dict(delta_v=delta_v, delta_d=delta_d, alpha=alpha, beta=beta,
-                             gamma=gamma)
+                             gamma=gamma, variance_norm=variance_norm,
+                             distance_norm=distance_norm, norm_eps=norm_eps,
+                             min_pixels=min_instance_pixels)
         self.semantic_weight = semantic_weight
+        self.semantic_class_weight = (None if semantic_class_weight is None
+                                      else list(semantic_class_weight))
+        if (self.semantic_class_weight is not None
+                and len(self.semantic_class_weight) != num_classes + 1):
+            raise ValueError(f'DiscriminativeHead: semantic_class_weight needs num_classes + 1 '
+                             f'= {num_classes + 1} values (background first), got '
+                             f'{len(self.semantic_class_weight)}')
         self.count_weight = count_weight
         self.min_pixels = self.test_cfg.pop('min_pixels', 1)
         if getattr(self.clusterer, 'needs_seed', False):
@@ -205,7 +222,8 @@ class DiscriminativeHead(BottomUpHead):
     def loss_from_outputs(self, outputs, masks, labels, img) -> dict:
         emb, sem, density = outputs
         losses = discriminative_loss(emb, masks, img, **self.loss_cfg)
-        losses['loss_semantic'] = self.semantic_weight * semantic_loss(sem, masks, labels, img)
+        losses['loss_semantic'] = self.semantic_weight * semantic_loss(
+            sem, masks, labels, img, self.semantic_class_weight)
         if density is not None:
             losses['loss_count'] = self.count_weight * count_density_loss(
                 density.flatten(1), masks.flatten(1), img)
