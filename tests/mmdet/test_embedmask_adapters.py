@@ -51,19 +51,16 @@ def model():
 def test_in_mask_rule_excludes_the_hole(model):
     head = model.bbox_head
     gt = make_sample([ring()], [4]).gt_instances
-    points = head.prior_generator.grid_priors([(16, 16), (8, 8), (4, 4), (2, 2)], device='cpu')
-    n = [len(p) for p in points]
-    ranges = torch.cat([p.new_tensor(r)[None].expand(len(p), 2)
-                        for p, r in zip(points, head.regress_ranges)])
+    points = head._points([(16, 16), (8, 8), (4, 4), (2, 2)], torch.float32, 'cpu')
     pts = torch.cat(points)
-    index = head._assign(gt, pts, ranges, n)
+    index = head.get_targets(points, [gt])[0][2]
     pos = pts[index >= 0]
     assert len(pos) > 0
     r = ((pos - 64) ** 2).sum(1).sqrt()
     assert (r >= 24).all()  # no positive in the ring's hole
     head.sample_in_mask = False
     try:
-        assert (head._assign(gt, pts, ranges, n) >= 0).sum() > len(pos)
+        assert (head.get_targets(points, [gt])[0][2] >= 0).sum() > len(pos)
     finally:
         head.sample_in_mask = True
 
@@ -73,8 +70,10 @@ def test_head_outputs_and_margin_prior(model):
     with torch.no_grad():
         outs = model.bbox_head(model.extract_feat(torch.rand(1, 3, 128, 128)))
     cls, box, ctr, emb, mar, pixel = outs
-    assert emb[0].shape[1] == 16 and mar[0].shape[1] == 1 and pixel.shape[1:] == (16, 16, 16)
-    # margins start near the prior (probability 0.5 at distance 2): ln 2 / 4
+    # D = 16 margins per proposal (released revision), pixel embeddings at stride 8
+    assert emb[0].shape[1] == 16 and mar[0].shape[1] == 16 and pixel.shape[1:] == (16, 16, 16)
+    assert len(model.bbox_head.margin_scales) == 4
+    # margins start near the prior (probability 0.5 at distance 2): ln 2 / 4 per dimension
     assert torch.allclose(mar[0].mean(), torch.tensor(np.log(2) / 4, dtype=torch.float32),
                           rtol=0.1)
 
@@ -86,7 +85,7 @@ def test_losses_with_and_without_objects(model):
     disk[(yy - 30) ** 2 + (xx - 30) ** 2 <= 15 ** 2] = 1
     losses = model.loss(torch.rand(2, 3, 128, 128),
                         [make_sample([ring(), disk], [4, 0]), make_sample([], [])])
-    assert {'loss_mask', 'loss_smooth'} <= set(losses)
+    assert set(losses) == {'loss_cls', 'loss_bbox', 'loss_centerness', 'loss_mask'}
     assert all(torch.isfinite(v) for v in losses.values())
     assert float(losses['loss_mask']) > 0
     sum(losses.values()).backward()
@@ -108,3 +107,46 @@ def test_predictions(model):
         model.bbox_head.test_cfg['score_thr'] = 0.05
     assert 0 < len(out) <= 50
     assert out.masks.shape[1:] == (64, 64) and out.masks.dtype == torch.bool
+
+
+def test_earlier_revision_options_run():
+    """One margin per proposal and the padded-box loss region (the 2020 revision) still build,
+    train and predict."""
+    init_default_scope('insplug')
+    cfg = Config.fromfile(osp.join(REPO, 'configs/demo/embedmask_r18_shapes.py'))
+    cfg.model.bbox_head.update(per_dim_margin=False, box_padding=0.1, embed_dim=8)
+    torch.manual_seed(0)
+    m = MODELS.build(cfg.model)
+    m.init_weights()
+    assert m.bbox_head.conv_margin.out_channels == 1
+    assert not hasattr(m.bbox_head, 'margin_scales')
+    m.train()
+    losses = m.loss(torch.rand(1, 3, 128, 128), [make_sample([ring()], [4])])
+    assert torch.isfinite(losses['loss_mask']) and float(losses['loss_mask']) > 0
+    m.eval()
+    m.bbox_head.test_cfg['score_thr'] = 0.0
+    with torch.no_grad():
+        out = m.predict(torch.rand(1, 3, 128, 128), [make_sample([ring()], [4])])
+    assert out[0].pred_instances.masks.shape[1:] == (128, 128)
+
+
+def test_official_optimizer_groups(model):
+    """maskrcnn-benchmark: every "bias" (GN biases too) at lr x2 without weight decay; GN
+    weights keep the weight decay."""
+    from mmengine.optim import build_optim_wrapper
+    cfg = Config.fromfile(osp.join(REPO, 'configs/embedmask/embedmask_r50_1x.py'))
+    wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
+    names = {id(p): n for n, p in model.named_parameters()}
+    seen = set()
+    for group in wrapper.optimizer.param_groups:
+        for p in group['params']:
+            name = names[id(p)]
+            if name.startswith('backbone.'):
+                continue  # the released backbone's BN is frozen (no trainable norm there)
+            seen.add(name)
+            if name.endswith('.bias'):
+                assert group['lr'] == pytest.approx(0.02) and group['weight_decay'] == 0, name
+            else:
+                assert group['lr'] == pytest.approx(0.01), name
+                assert group['weight_decay'] == pytest.approx(1e-4), name
+    assert 'bbox_head.cls_convs.0.gn.bias' in seen and 'bbox_head.cls_convs.0.gn.weight' in seen

@@ -196,3 +196,29 @@ def test_low_resolution_log_probability_maps(golden, head):
                                            max_per_img=10), 0.6)
         logp = box_log_prob(pix[i], det['embeds'], det['margins'], det['bboxes'] / 4.0)
         assert max_abs(logp, ref['logprob']) < 1e-5
+
+
+def test_converter_fills_the_released_config_strictly(golden):
+    """A checkpoint with the released key layout and shapes (R-50, EMBED_DIM 16, 4 tower convs,
+    ``module.`` prefix) converts 1:1 and fills every tensor of configs/embedmask/
+    embedmask_r50_1x.py with the right shape."""
+    from insplug.checkpoints.fit import check_state_dict_fit
+    from insplug.converters import build_model_state
+    official = {k: torch.zeros(s) for k, s in golden['full_key_shapes'].items()}
+    converted = convert_state_dict('embedmask', official)
+    assert len(converted) == len(official)
+    cfg = osp.join(osp.dirname(__file__), '..', '..', 'configs', 'embedmask',
+                   'embedmask_r50_1x.py')
+    fit = check_state_dict_fit(build_model_state(cfg), converted)
+    assert fit.ok, fit.summary()
+
+
+def test_converter_refuses_other_checkpoints(golden):
+    from insplug.converters import ConversionError
+    sd = dict(golden['state_dict'])
+    with pytest.raises(ConversionError, match='not a embedmask checkpoint'):
+        convert_state_dict('embedmask', {k: v for k, v in sd.items()
+                                         if 'proposal_margin_pred' not in k})
+    sd['rpn.head.unknown_layer.weight'] = torch.zeros(1)
+    with pytest.raises(ConversionError, match='unknown_layer'):
+        convert_state_dict('embedmask', sd)

@@ -37,6 +37,8 @@ their initial values. Features and weights are rounded to float32 values (stored
 run in float64) to keep the fixture small, and so are the saved forward outputs and low-resolution
 log-probability maps (float32 rounding, 6e-8 relative, is far below the tests' 1e-5); final masks are stored bit-packed
 (``numpy.packbits`` of the flattened (n, H, W) array), like the ground-truth masks.
+The key layout and shapes of a full-size released checkpoint (the R-50 model of
+``embed_mask_R50_1x.yaml``, ``module.`` prefix) are saved too, for the converter's strict test.
 
 """
 import argparse
@@ -348,6 +350,17 @@ def main():
         d['json_scores'] = torch.tensor([r['score'] for r in results if r['image_id'] == i],
                                         dtype=torch.float64)
     out['detections'] = dets
+
+    # key layout and shapes of a released checkpoint (the full R-50 model of the released
+    # config, as saved from DistributedDataParallel: 'module.' prefix), for the converter's
+    # strict-load test against configs/embedmask/embedmask_r50_1x.py
+    from fcos_core.modeling.detector import build_detection_model
+    full_cfg = base_cfg.clone()
+    full_cfg.merge_from_file(os.path.join(repo, 'configs', 'embed_mask',
+                                          'embed_mask_R50_1x.yaml'))
+    full_cfg.freeze()
+    full = build_detection_model(full_cfg)
+    out['full_key_shapes'] = {'module.' + k: list(v.shape) for k, v in full.state_dict().items()}
 
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     torch.save(out, args.out)
