@@ -143,3 +143,91 @@ def test_pasted_test_masks_match_official(golden):
     assert out.masks.shape == expected.shape
     assert int((out.masks != expected).sum()) == 0
     assert int(expected.sum()) > 0
+
+
+# ------------------------------------------------------------ full-size checkpoints, detectron2
+CONFIG = os.path.join(os.path.dirname(__file__), '..', '..', 'configs', 'refinemask_r50.py')
+
+
+@pytest.fixture(scope='module')
+def r50_model_state():
+    from insplug.converters import build_model_state
+    return build_model_state(CONFIG)
+
+
+def full_size_official(golden, model_state):
+    """A released-size official checkpoint (random tensors): the mask head in the official layout
+    recorded from the release at its R50 size; ResNet, FPN, RPN and box head under the names
+    mmdet 2.3 and 3.x share (``backbone.layer1.0.conv1``, ``neck.lateral_convs.0.conv``,
+    ``rpn_head.rpn_cls``, ``roi_head.bbox_head.shared_fcs.0``, ...)."""
+    gen = torch.Generator().manual_seed(0)
+    official = {k: torch.randn(v.shape, generator=gen) if v.is_floating_point() else v.clone()
+                for k, v in model_state.items() if not k.startswith(PREFIX)}
+    official.update({PREFIX + k: torch.randn(s, generator=gen)
+                     for k, s in golden['full_size_shapes'].items()})
+    return official
+
+
+def test_released_layout_fills_the_r50_config_strictly(golden, r50_model_state):
+    from insplug.checkpoints.fit import check_state_dict_fit
+    official = full_size_official(golden, r50_model_state)
+    out = convert_state_dict('refinemask', official)
+    fit = check_state_dict_fit(r50_model_state, out)
+    assert fit.ok, fit.summary()
+    assert len(out) == len(official)
+
+
+def test_wrong_checkpoint_fails_clearly(golden):
+    from insplug.converters import ConversionError
+    sparse = {'encoder.fpn_laterals.0.weight': torch.zeros(1),
+              'decoder.inst_branch.iam_conv.weight': torch.zeros(1)}
+    with pytest.raises(ConversionError, match='looks like a sparseinst checkpoint'):
+        convert_state_dict('refinemask', sparse)
+    official = {PREFIX + k: v for k, v in golden['state_dict'].items()}
+    official[PREFIX + 'stages.0.unknown.weight'] = torch.zeros(1)
+    with pytest.raises(ConversionError, match='stages.0.unknown.weight'):
+        convert_state_dict('refinemask', official)
+
+
+def detectron2_resnet50(prefix):
+    """detectron2's ResNet-50 key layout (FrozenBN), written out independently of the converter."""
+    keys = {f'{prefix}stem.conv1.weight'} | {f'{prefix}stem.conv1.norm.{p}' for p in
+                                            ('weight', 'bias', 'running_mean', 'running_var')}
+    for stage, blocks in zip(range(2, 6), (3, 4, 6, 3)):
+        for b in range(blocks):
+            convs = ['conv1', 'conv2', 'conv3'] + (['shortcut'] if b == 0 else [])
+            for conv in convs:
+                keys.add(f'{prefix}res{stage}.{b}.{conv}.weight')
+                keys |= {f'{prefix}res{stage}.{b}.{conv}.norm.{p}' for p in
+                         ('weight', 'bias', 'running_mean', 'running_var')}
+    return keys
+
+
+def test_to_detectron2_layout(golden, r50_model_state):
+    """mmdet layout -> insplug's detectron2 RefineMask (``GeneralizedRCNN``: ResNet-FPN backbone
+    ``backbone.bottom_up`` / ``fpn_lateral{2-5}`` / ``fpn_output{2-5}``, ``StandardRPNHead``,
+    ``FastRCNNConvFCHead`` with 2 fc, ``FastRCNNOutputLayers``, and ``RefineMaskROIHeads`` whose
+    ``mask_head`` is the same ``RefineMaskNet`` as in mmdet). Runs without detectron2."""
+    from insplug.converters.refinemask import to_detectron2
+    converted = convert_state_dict('refinemask', full_size_official(golden, r50_model_state))
+    d2 = to_detectron2(converted)
+    expected = detectron2_resnet50('backbone.bottom_up.')
+    for level in range(2, 6):
+        expected |= {f'backbone.fpn_lateral{level}.{p}' for p in ('weight', 'bias')}
+        expected |= {f'backbone.fpn_output{level}.{p}' for p in ('weight', 'bias')}
+    for name in ('proposal_generator.rpn_head.conv', 'proposal_generator.rpn_head.objectness_logits',
+                 'proposal_generator.rpn_head.anchor_deltas', 'roi_heads.box_head.fc1',
+                 'roi_heads.box_head.fc2', 'roi_heads.box_predictor.cls_score',
+                 'roi_heads.box_predictor.bbox_pred'):
+        expected |= {f'{name}.weight', f'{name}.bias'}
+    head = RefineMaskHead(num_classes=80)
+    expected |= {f'roi_heads.mask_head.{k}' for k in head.state_dict()}
+    assert set(d2) == expected
+    # detectron2's shapes for 80 classes, 3 anchors per location, 256-channel FPN
+    assert tuple(d2['proposal_generator.rpn_head.objectness_logits.weight'].shape) == (3, 256, 1, 1)
+    assert tuple(d2['proposal_generator.rpn_head.anchor_deltas.weight'].shape) == (12, 256, 1, 1)
+    assert tuple(d2['roi_heads.box_head.fc1.weight'].shape) == (1024, 256 * 7 * 7)
+    assert tuple(d2['roi_heads.box_predictor.cls_score.weight'].shape) == (81, 1024)
+    assert tuple(d2['roi_heads.box_predictor.bbox_pred.weight'].shape) == (320, 1024)
+    assert all(d2[f'roi_heads.mask_head.{k}'] is converted[PREFIX + k]
+               for k in head.state_dict())

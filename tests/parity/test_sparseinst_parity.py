@@ -206,3 +206,83 @@ def test_inference_matches_official(golden):
         assert torch.equal(ours['labels'], labels[order])
         assert ours['masks'].shape == masks[order].shape
         assert int((ours['masks'] != masks[order]).sum()) == 0
+
+
+# ------------------------------------------------------------ full-size checkpoints, detectron2
+CONFIG = os.path.join(os.path.dirname(__file__), '..', '..', 'configs', 'sparseinst',
+                      'sparseinst_r50_giam.py')
+
+
+def detectron2_resnet50(prefix='backbone.'):
+    """detectron2's ResNet-50 (FrozenBN) key layout and shapes, written out independently of the
+    converter: stem + res2..res5 of 3/4/6/3 bottlenecks, width 64 * 2^k, expansion 4."""
+    shapes = {f'{prefix}stem.conv1.weight': (64, 3, 7, 7)}
+    norm = lambda name, c: {f'{name}.norm.{p}': (c,) for p in  # noqa: E731
+                            ('weight', 'bias', 'running_mean', 'running_var')}
+    shapes.update(norm(f'{prefix}stem.conv1', 64))
+    in_ch = 64
+    for stage, blocks in zip(range(2, 6), (3, 4, 6, 3)):
+        width = 64 * 2 ** (stage - 2)
+        out = 4 * width
+        for b in range(blocks):
+            name = f'{prefix}res{stage}.{b}'
+            shapes[f'{name}.conv1.weight'] = (width, in_ch, 1, 1)
+            shapes[f'{name}.conv2.weight'] = (width, width, 3, 3)
+            shapes[f'{name}.conv3.weight'] = (out, width, 1, 1)
+            for conv, c in (('conv1', width), ('conv2', width), ('conv3', out)):
+                shapes.update(norm(f'{name}.{conv}', c))
+            if b == 0:
+                shapes[f'{name}.shortcut.weight'] = (out, in_ch, 1, 1)
+                shapes.update(norm(f'{name}.shortcut', out))
+            in_ch = out
+    return shapes
+
+
+def full_size_official(golden):
+    """A released-size official checkpoint (random tensors): detectron2 R-50 + the official
+    encoder/decoder layout recorded from the release at its R-50 G-IAM size."""
+    gen = torch.Generator().manual_seed(0)
+    shapes = dict(detectron2_resnet50())
+    shapes.update({k: tuple(v) for k, v in golden['full_size_shapes'].items()})
+    return {k: torch.randn(s, generator=gen) for k, s in shapes.items()}
+
+
+def test_released_layout_fills_the_r50_config_strictly(golden):
+    from insplug.checkpoints.fit import check_state_dict_fit
+    from insplug.converters import build_model_state
+    official = full_size_official(golden)
+    out = convert_state_dict('sparseinst', official)
+    fit = check_state_dict_fit(build_model_state(CONFIG), out)
+    assert fit.ok, fit.summary()
+    assert len(out) == len(official)
+
+
+def test_wrong_checkpoint_fails_clearly(golden):
+    from insplug.converters import ConversionError
+    with pytest.raises(ConversionError, match='not a sparseinst checkpoint'):
+        convert_state_dict('sparseinst', {'roi_head.mask_head.semantic_logits.weight':
+                                          torch.zeros(1)})
+    bad = dict(official_checkpoint(golden), **{'decoder.extra.weight': torch.zeros(1)})
+    with pytest.raises(ConversionError, match='decoder.extra.weight'):
+        convert_state_dict('sparseinst', bad)
+
+
+def test_to_detectron2_layout(golden):
+    """mmdet layout -> the detectron2 adapter ``InsplugSparseInst`` (insplug/detectron2/
+    sparseinst.py: ``self.backbone`` a detectron2 ResNet, ``self.encoder`` an
+    ``InstanceContextEncoder``, ``self.decoder`` an ``IAMDecoder``; pixel_mean/std are
+    non-persistent buffers). Runs without detectron2."""
+    from insplug.converters.sparseinst import to_detectron2
+    official = full_size_official(golden)
+    d2 = to_detectron2(convert_state_dict('sparseinst', official))
+    # backbone: back to exactly the released detectron2 names and tensors
+    backbone = {k: v for k, v in d2.items() if k.startswith('backbone.')}
+    assert set(backbone) == set(detectron2_resnet50())
+    assert all(backbone[k] is official[k] for k in backbone)
+    # encoder / decoder: the key layout of the core modules the adapter builds
+    enc = InstanceContextEncoder((512, 1024, 2048), 256)
+    dec = IAMDecoder(256, 80, 100, 'group', 4)
+    expected = {f'encoder.{k}': tuple(v.shape) for k, v in enc.state_dict().items()}
+    expected.update({f'decoder.{k}': tuple(v.shape) for k, v in dec.state_dict().items()})
+    rest = {k: tuple(v.shape) for k, v in d2.items() if not k.startswith('backbone.')}
+    assert rest == expected

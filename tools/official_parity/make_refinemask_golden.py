@@ -409,6 +409,14 @@ def main():
         test_scale_factor=torch.from_numpy(scale), test_ori_shape=list(ori_shape[:2]),
         test_rois=test_rois, test_roi_feats=test_feats, test_masks=test_masks,
     )
+    # key layout and shapes of the official head at the released size (configs/refinemask/coco/
+    # r50-refinemask-1x.py: 256 channels, 80 classes), for the converter's strict-load test
+    full = mods['head'].RefineMaskHead(**dict(
+        head_cfg, conv_in_channels_instance=256, conv_in_channels_semantic=256,
+        conv_out_channels_instance=256, conv_out_channels_semantic=256,
+        stage_num_classes=[80] * 4))
+    out['full_size_shapes'] = {k: list(v.shape) for k, v in full.state_dict().items()}
+
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     torch.save(out, args.out)
     print('saved', os.path.abspath(args.out), f'{os.path.getsize(args.out) / 1e6:.2f} MB')

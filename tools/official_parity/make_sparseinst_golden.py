@@ -279,6 +279,22 @@ def main():
         masks=[getattr(r, 'pred_masks', torch.zeros((0, o['height'], o['width']), dtype=torch.bool))
                for r, o in zip(results, ori)])
 
+    # key layout and shapes of the released R-50 G-IAM encoder/decoder (configs/
+    # sparse_inst_r50_giam.yaml: detectron2 defaults of sparseinst/config.py, 80 classes), for the
+    # converter's strict-load test
+    fcfg = mods['CfgNode']()
+    fcfg.MODEL, fcfg.SOLVER, fcfg.INPUT = mods['CfgNode'](), mods['CfgNode'](), mods['CfgNode']()
+    mods['config'].add_sparse_inst_config(fcfg)
+    fcfg.MODEL.SPARSE_INST.DECODER.NAME = 'GroupIAMDecoder'
+    full_shapes = {k: types.SimpleNamespace(channels=c)
+                   for k, c in dict(res3=512, res4=1024, res5=2048).items()}
+    full = {}
+    for prefix, module in (
+            ('encoder.', mods['encoder'].InstanceContextEncoder(fcfg, full_shapes)),
+            ('decoder.', mods['decoder'].build_sparse_inst_decoder(fcfg))):
+        full.update({prefix + k: list(v.shape) for k, v in module.state_dict().items()})
+    out['full_size_shapes'] = full
+
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     torch.save(out, args.out)
     print('saved', os.path.abspath(args.out), f'{os.path.getsize(args.out) / 1e6:.2f} MB')
