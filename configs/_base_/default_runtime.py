@@ -3,9 +3,9 @@ _base_ = 'mmdet::_base_/default_runtime.py'
 
 default_scope = 'insplug'
 custom_imports = dict(imports=['insplug'], allow_failed_imports=False)
-# Every insplug config inherits these; a config that sets its own custom_hooks must append to
-# them: custom_hooks = {{_base_.custom_hooks}} + [...]  (tests/foundation/test_nonfinite.py
-# checks that every config under configs/ has them).
+# Every insplug config inherits these; a config that sets its own `custom_hooks` must list
+# them too (a list replaces the inherited one): tests/foundation/test_nonfinite.py checks that
+# every training config under configs/ has all four.
 custom_hooks = [
     # fails fast, naming the head, when a head's `num_classes` does not match the dataset
     dict(type='NumClassCheckHook'),

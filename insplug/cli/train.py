@@ -3,10 +3,20 @@
     python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp] [--auto-scale-lr]
                                  [--cfg-options k=v ...]
 
-``--resume`` with no value continues from the latest checkpoint in the work dir (model,
-optimizer, scheduler, iteration/epoch counters and RNG states are restored by mmengine).
+``--resume`` with no value continues from the latest checkpoint in the work dir (the file that
+``WORK_DIR/last_checkpoint`` names); ``--resume CKPT`` from that file. Model, optimizer,
+schedulers, iteration/epoch counters and message hub are restored by mmengine; the python,
+numpy and torch RNG states by insplug's ``RNGStateHook`` (on in every insplug config), so with
+``randomness=dict(seed=S, deterministic=True)`` on CPU a resumed run logs the same losses, bit
+for bit, as an uninterrupted one (tests/foundation/test_resume_exact.py). Checkpoints are
+written atomically (``AtomicCheckpointHook``): a run killed while saving leaves the previous
+checkpoint and ``last_checkpoint`` intact.
+
+A run whose loss or gradient norm becomes NaN/inf stops there (``NonFiniteLossHook``), prints
+the iteration, the terms, the likely fix and the last good checkpoint, and exits with status 1.
 """
 import argparse
+import sys
 
 from insplug.cli.common import add_common_args, build_runner, load_config, run_with_clear_errors
 
@@ -52,7 +62,14 @@ def main(argv=None):
         runner = build_runner(configure(args))
         runner.train()
         return runner
-    return run_with_clear_errors(train)
+    try:
+        return run_with_clear_errors(train)
+    except RuntimeError as error:
+        from insplug.mmdet.hooks.nonfinite import NonFiniteLossError
+        if not isinstance(error, NonFiniteLossError):
+            raise
+        print(f'error: {error}', file=sys.stderr)  # also in the log; no traceback needed
+        sys.exit(1)
 
 
 if __name__ == '__main__':
