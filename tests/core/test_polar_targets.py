@@ -1,117 +1,175 @@
-"""PolarMask maths: ray targets vs a brute-force ray cast, the rasterisation round trip and the
-polar IoU loss."""
+"""PolarMask maths (the official release's rules): ray order, largest contour and integer
+centroid, +1 assignment, the ray search against a plain-Python transcription of the rule, the
+one-call polygon fill against OpenCV per polygon, +1 NMS and the losses, hand-worked."""
 import math
 
+import cv2
+import numpy as np
 import pytest
 import torch
 
-from insplug.core.losses.polar_iou import polar_iou_loss, polar_iou_loss_per_point
-from insplug.core.polarmask.inference import polar_masks, polygon_boxes, rays_to_polygons
-from insplug.core.polarmask.targets import mask_boundary, polar_centerness, polar_ray_targets
+from insplug.core.losses.polar_iou import (legacy_box_iou_loss, legacy_box_ious, polar_iou_loss,
+                                           polar_iou_loss_per_point)
+from insplug.core.polarmask.inference import (decode_contours, draw_polygons, nms_plus_one,
+                                              rays_to_polygons)
+from insplug.core.polarmask.targets import (largest_contours, official_ray_order, polar_assign,
+                                            polar_centerness, polar_ray_targets, ray_angles)
 
 
-def disk(size, cx, cy, r):
-    ys, xs = torch.meshgrid(torch.arange(size) + 0.5, torch.arange(size) + 0.5, indexing='ij')
-    return (xs - cx) ** 2 + (ys - cy) ** 2 <= r * r
+def test_official_ray_order_maps_directions_and_is_an_involution():
+    order = official_ray_order(36)
+    phi = ray_angles(36, dtype=torch.float64)
+    theta = torch.arange(36, dtype=torch.float64) * math.radians(10)
+    insplug_dir = torch.stack((phi.cos(), phi.sin()), 1)
+    official_dir = torch.stack((theta.sin(), theta.cos()), 1)  # release: x = d sin, y = d cos
+    assert torch.allclose(insplug_dir, official_dir[order], atol=1e-12)
+    assert torch.equal(order[order], torch.arange(36))
+    with pytest.raises(ValueError):
+        official_ray_order(30)
 
 
-def square(size, x0, y0, side):
-    m = torch.zeros(size, size, dtype=torch.bool)
-    m[y0:y0 + side, x0:x0 + side] = True
-    return m
+def test_largest_contour_ignores_holes_and_smaller_parts():
+    m = np.zeros((3, 60, 80), np.uint8)
+    m[0, 10:40, 10:50] = 1
+    m[0, 20:30, 20:30] = 0                        # hole: no contour pixel inside the object
+    m[1, 5:15, 5:15] = 1                          # small part
+    m[1, 30:50, 40:70] = 1                        # larger part
+    m[2, 5, 5:25] = 1                             # one-pixel line: zero polygon area
+    centers, valid, xy, obj = largest_contours(m)
+    assert valid.all()
+    pts0 = xy[obj == 0]
+    assert not ((pts0[:, 0] > 12) & (pts0[:, 0] < 47) & (pts0[:, 1] > 12) & (pts0[:, 1] < 37)).any()
+    assert pts0[:, 0].min() == 10 and pts0[:, 0].max() == 49
+    pts1 = xy[obj == 1]
+    assert pts1[:, 0].min() == 40 and pts1[:, 1].min() == 30      # only the larger part
+    # rectangle [10, 49] x [10, 39] of pixel centres: centroid (29.5, 24.5) -> (29, 24)
+    assert centers[0].tolist() == [29.0, 24.0]
+    # [40, 69] x [30, 49]: (54.5, 39.5) -> (54, 39)
+    assert centers[1].tolist() == [54.0, 39.0]
+    # zero-area contour: mean of its points (traced forth and back), truncated
+    line = xy[obj == 2]
+    assert centers[2].tolist() == [float(int(line[:, 0].double().mean())), 5.0]
+    c, v, xy_e, _ = largest_contours(np.zeros((1, 10, 10), np.uint8))
+    assert not v[0] and xy_e.shape == (0, 2)
 
 
-def brute_force_rays(mask, cx, cy, num_rays=36, step=0.02):
-    """March along each ray in small steps on the rasterised mask; the length is the distance of
-    the last sample that is still inside a foreground pixel (the far edge of the object)."""
-    h, w = mask.shape
-    lengths = []
-    for k in range(num_rays):
-        a = 2 * math.pi * k / num_rays
-        last, t = 0.0, 0.0
-        while True:
-            x, y = cx + t * math.cos(a), cy + t * math.sin(a)
-            if not (0 <= x < w and 0 <= y < h):
+def test_polar_assign_uses_plus_one_areas_and_strict_sampling_square():
+    # plain areas prefer A (2 * 60 = 120 < 11 * 11 = 121); +1 areas prefer B (144 < 183)
+    boxes = torch.tensor([[0., 0., 2., 60.], [0., 0., 11., 11.]])
+    centers = torch.tensor([[1., 5.], [1., 5.]])
+    pts = torch.tensor([[1., 5.], [1., 17.], [1., 16.9]])
+    idx = polar_assign(pts, torch.full((3,), 8.), torch.tensor([[-1., 1e8]] * 3), boxes, centers)
+    # (1, 17) lies on the sampling square's edge (5 + 1.5 * 8): strict test -> background
+    assert idx.tolist() == [1, -1, 0]
+    off = polar_assign(pts[:1], torch.full((1,), 8.), torch.tensor([[-1., 1e8]]), boxes, centers,
+                       valid=torch.tensor([False, True]))
+    assert off.tolist() == [1]
+    ranged = polar_assign(pts[:1], torch.full((1,), 8.), torch.tensor([[-1., 5.]]), boxes,
+                          centers)
+    assert ranged.tolist() == [-1]          # max side distance 55 / 10 > 5
+
+
+def reference_rays(px, py, contour):
+    """The release's search written out plainly (float32 as the release): integer angles of
+    atan2(dx, dy), then 10k, 10k+1, 10k-1, ..., 10k-3; 1e-6 when none."""
+    x = torch.tensor(contour[:, 0], dtype=torch.float32) - torch.tensor(px, dtype=torch.float32)
+    y = torch.tensor(contour[:, 1], dtype=torch.float32) - torch.tensor(py, dtype=torch.float32)
+    angle = torch.atan2(x, y) * 180 / np.pi
+    angle[angle < 0] += 360
+    angle = angle.int().tolist()
+    dist = torch.sqrt(x ** 2 + y ** 2).tolist()
+    out = []
+    for k in range(36):
+        value = 1e-6
+        for off in (0, 1, -1, 2, -2, 3, -3):
+            hits = [d for a, d in zip(angle, dist) if a == 10 * k + off]
+            if hits:
+                value = max(hits)
                 break
-            if mask[int(y), int(x)]:
-                last = t
-            t += step
-        lengths.append(last)
-    return torch.tensor(lengths)
+        out.append(value)
+    return torch.tensor(out, dtype=torch.float32)
 
 
-def test_circle_rays_equal_and_match_ray_cast():
-    mask = disk(96, 48.0, 48.0, 30.0)
-    got = polar_ray_targets(torch.tensor([[48.0, 48.0]]), torch.tensor([0]), mask[None])[0]
-    ref = brute_force_rays(mask, 48.0, 48.0)
-    # contour pixels are pixel centres: within one pixel of the marched far edge
-    assert (got - ref).abs().max() < 1.0
-    assert got.max() - got.min() < 1.2  # all rays equal up to rasterisation
-    assert float(polar_centerness(got[None])) > 0.97
+def test_ray_targets_match_the_plain_search_rule():
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:96, :128]
+    masks = np.stack([((xx - 40) ** 2 / 900 + (yy - 50) ** 2 / 400 <= 1),
+                      ((xx > 70) & (xx < 120) & (yy > 10) & (yy < 90) & ~((xx > 85) & (yy < 70)))
+                      ]).astype(np.uint8)          # an ellipse and a U (centre outside)
+    centers, valid, xy, obj = largest_contours(masks)
+    pts = torch.tensor(rng.uniform([10, 10], [120, 90], (12, 2)), dtype=torch.float32).round()
+    gt = torch.tensor([0] * 6 + [1] * 6)
+    got = polar_ray_targets(pts, gt, xy, obj)[:, official_ray_order(36)]
+    for i in range(len(pts)):
+        contour = xy[obj == gt[i]].numpy()
+        ref = reference_rays(float(pts[i, 0]), float(pts[i, 1]), contour)
+        assert torch.equal(got[i], ref), i
+    assert (got == 1e-6).any()              # points far outside see few directions
+    # small chunks give the same result
+    assert torch.equal(polar_ray_targets(pts, gt, xy, obj, chunk=50),
+                       polar_ray_targets(pts, gt, xy, obj))
+    assert polar_ray_targets(pts[:0], gt[:0], xy, obj).shape == (0, 36)
 
 
-def test_square_rays_known_ratios_and_off_centre_point():
-    mask = square(80, 20, 20, 40)  # covers [20, 60) x [20, 60), centre (40, 40)
-    got = polar_ray_targets(torch.tensor([[40.0, 40.0]]), torch.tensor([0]), mask[None])[0]
-    half = 19.5  # farthest contour pixel centre from the centre along an axis
-    assert got[0] == pytest.approx(half, abs=0.01)     # 0 degrees
-    assert got[9] == pytest.approx(half, abs=0.01)     # 90 degrees
-    assert got[4] / got[0] == pytest.approx(1 / math.cos(math.radians(40)), abs=0.04)
-    assert got[2] / got[0] == pytest.approx(1 / math.cos(math.radians(20)), abs=0.04)
-    assert got[22] / got[0] == pytest.approx(1 / math.cos(math.radians(40)), abs=0.04)
-    # an off-centre point and a second object in the same call
-    masks = torch.stack([disk(80, 40, 40, 15), mask])
-    pts = torch.tensor([[33.0, 45.0], [40.0, 40.0]])
-    got2 = polar_ray_targets(pts, torch.tensor([1, 0]), masks)
-    ref = brute_force_rays(mask, 33.0, 45.0)
-    # rays that graze a corner may pick a contour pixel a little off the exact direction
-    assert (got2[0] - ref).abs().max() < 1.5
-    assert (got2[0] - ref).abs().mean() < 0.7
-    assert (got2[1] - brute_force_rays(masks[0], 40.0, 40.0)).abs().max() < 1.0
+def test_ray_targets_of_a_square_hand_worked():
+    m = np.zeros((1, 60, 60), np.uint8)
+    m[0, 20:41, 10:51] = 1                   # x in [10, 50], y in [20, 40]
+    _, _, xy, obj = largest_contours(m)
+    rays = polar_ray_targets(torch.tensor([[30., 30.]]), torch.tensor([0]), xy, obj)[0]
+    # insplug ray 0 points to +x: the farthest contour pixel at exactly 0 degrees is (50, 30)
+    assert float(rays[0]) == 20.0
+    assert float(rays[9]) == 10.0           # +y: (30, 40)
+    assert float(rays[18]) == 20.0 and float(rays[27]) == 10.0
+    assert float(polar_centerness(rays[None])) == pytest.approx(
+        math.sqrt(10.0 / float(rays.max())))
 
 
-def test_empty_points_and_boundary():
-    mask = square(10, 2, 2, 5)
-    edge = mask_boundary(mask[None])[0]
-    assert int(edge.sum()) == 16  # ring of a 5 x 5 square
-    assert polar_ray_targets(torch.zeros(0, 2), torch.zeros(0, dtype=torch.long),
-                             mask[None]).shape == (0, 36)
+def test_draw_polygons_equals_opencv_per_polygon():
+    rng = np.random.default_rng(1)
+    h, w = 70, 90
+    centers = torch.tensor(rng.uniform([-5, -5], [w + 5, h + 5], (40, 2)), dtype=torch.float32)
+    rays = torch.tensor(rng.uniform(0, 60, (40, 36)), dtype=torch.float32)
+    rays[:5] = rays[:5] * 0.01                  # degenerate, sub-pixel polygons
+    verts = decode_contours(centers, rays, (h, w))
+    got = draw_polygons(verts, h, w)
+    for i in range(len(verts)):
+        ref = np.zeros((h, w), np.uint8)
+        cv2.drawContours(ref, [verts[i].int().numpy()[:, None, :]], -1, 1, -1)
+        assert np.array_equal(got[i].numpy(), ref.astype(bool)), i
+    assert draw_polygons(verts[:0], h, w).shape == (0, h, w)
 
 
-@pytest.mark.parametrize('shape', ['disk', 'square', 'hexagon'])
-def test_polygon_round_trip(shape):
-    size = 128
-    if shape == 'disk':
-        mask = disk(size, 60.3, 66.1, 35.0)
-    elif shape == 'square':
-        mask = square(size, 30, 40, 50)
-    else:
-        ys, xs = torch.meshgrid(torch.arange(size) + 0.5, torch.arange(size) + 0.5,
-                                indexing='ij')
-        mask = torch.ones(size, size, dtype=torch.bool)
-        for k in range(6):  # intersection of 6 half-planes
-            a = math.pi / 3 * k + 0.2
-            mask &= (xs - 64) * math.cos(a) + (ys - 64) * math.sin(a) <= 40
-    fg = mask.nonzero().float()
-    center = torch.stack([fg[:, 1].mean() + 0.5, fg[:, 0].mean() + 0.5])[None]
-    rays = polar_ray_targets(center, torch.tensor([0]), mask[None])
-    rebuilt = polar_masks(center, rays + 0.5, size, size)[0]  # +0.5: pixel centre to its edge
-    iou = (rebuilt & mask).sum() / (rebuilt | mask).sum()
-    assert iou > 0.95
-    box = polygon_boxes(center, rays)[0]
-    ys, xs = mask.nonzero(as_tuple=True)
-    assert (box - torch.tensor([xs.min() + .5, ys.min() + .5, xs.max() + .5, ys.max() + .5])
-            ).abs().max() < 2.5
+def test_decode_contours_official_order_and_clamp():
+    rays = torch.zeros(1, 36)
+    rays[0, 9] = 10.0      # insplug ray 9 (+y) is official ray 0: its vertex is (cx, cy + 10)
+    rays[0, 0] = 100.0     # +x, beyond the image: clamped to W - 1
+    v = decode_contours(torch.tensor([[20., 30.]]), rays, (50, 60))[0]
+    assert torch.allclose(v[0], torch.tensor([20., 40.]), atol=1e-5)
+    assert torch.allclose(v[9], torch.tensor([59., 30.]), atol=1e-5)   # official 90 deg: +x
+    assert torch.allclose(rays_to_polygons(torch.tensor([[20., 30.]]), rays)[0, 9],
+                          torch.tensor([20., 40.]), atol=1e-5)
 
 
-def test_rasterised_regular_polygon_matches_area():
-    """A polygon of 36 equal rays is a regular 36-gon: its pixel count approximates its area."""
-    rays = torch.full((1, 36), 30.0)
-    m = polar_masks(torch.tensor([[50.0, 50.0]]), rays, 100, 100)[0]
-    area = 0.5 * 36 * 30.0 ** 2 * math.sin(2 * math.pi / 36)
-    assert float(m.sum()) == pytest.approx(area, rel=0.01)
-    verts = rays_to_polygons(torch.tensor([[50.0, 50.0]]), rays)[0]
-    assert torch.allclose(verts[9], torch.tensor([50.0, 80.0]), atol=1e-4)  # 90 deg is +y
+def test_nms_plus_one_hand_worked():
+    boxes = torch.tensor([[0., 0., 9., 9.], [5., 0., 14., 9.], [5., 0., 14., 9.]])
+    scores = torch.tensor([0.9, 0.8, 0.7])
+    labels = torch.tensor([0, 0, 1])
+    # +1 IoU of boxes 0 and 1: 5 * 10 / (100 + 100 - 50) = 1/3 (plain: 36 / 126 = 0.29)
+    assert nms_plus_one(boxes, scores, labels, 0.3, 100).tolist() == [0, 2]
+    assert nms_plus_one(boxes, scores, labels, 0.34, 100).tolist() == [0, 1, 2]
+    assert nms_plus_one(boxes, scores, labels, 0.3, 1).tolist() == [0]
+    assert nms_plus_one(boxes[:0], scores[:0], labels[:0], 0.5, 10).numel() == 0
+
+
+def test_legacy_box_iou_loss_hand_worked():
+    a = torch.tensor([[0., 0., 9., 9.], [0., 0., 9., 9.]], dtype=torch.float64)
+    b = torch.tensor([[0., 0., 9., 9.], [0., 0., 4., 9.]], dtype=torch.float64)
+    assert legacy_box_ious(a, b).tolist() == [1.0, 0.5]     # 50 / 100 with +1 sizes
+    w = torch.tensor([1.0, 0.5], dtype=torch.float64)
+    assert float(legacy_box_iou_loss(a, b, w, avg_factor=2.0)) == pytest.approx(
+        0.5 * math.log(2) / 2)
+    x = torch.tensor([[0.5, 0.5, 9., 9.]], dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda p: legacy_box_iou_loss(p, b[:1]), (x,))
 
 
 def test_polar_iou_loss_hand_worked_and_gradient():

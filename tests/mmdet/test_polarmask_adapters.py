@@ -1,5 +1,5 @@
-"""PolarMask mmdet adapters: the registered assigner (mask vs box centre), the head's losses on
-a batch with and without objects, and its predictions."""
+"""PolarMask mmdet adapters: the annotation filter, the head's losses on a batch with and without
+objects, its predictions (masks of the original size), and the full config."""
 import os.path as osp
 
 import numpy as np
@@ -12,8 +12,7 @@ from mmengine.registry import init_default_scope
 from mmengine.structures import InstanceData
 
 import insplug.mmdet  # noqa: F401  (registers everything)
-from insplug.mmdet.assigners.center_sampling import level_priors
-from insplug.registry import MODELS, TASK_UTILS
+from insplug.registry import MODELS, TRANSFORMS
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
@@ -41,25 +40,27 @@ def l_shape(size=128):
     return m
 
 
-def test_assigner_mask_centre_differs_from_box_centre():
+def test_filter_annotations_drops_what_the_release_drops():
+    from mmdet.structures.bbox import HorizontalBoxes
     init_default_scope('insplug')
-    m = l_shape()
-    gt = make_sample([m], [0]).gt_instances
-    pts = torch.stack(torch.meshgrid(torch.arange(16.) * 8 + 4, torch.arange(16.) * 8 + 4,
-                                     indexing='xy'), -1).reshape(-1, 2)
-    priors = level_priors([pts], [8], [(-1, 1e8)])
-    by_mask = TASK_UTILS.build(dict(type='CenterSamplingAssigner', center='mask'))
-    by_box = TASK_UTILS.build(dict(type='CenterSamplingAssigner', center='box'))
-    pos_mask = pts[by_mask.assign(priors, gt).gt_inds > 0]
-    pos_box = pts[by_box.assign(priors, gt).gt_inds > 0]
-    ys, xs = np.nonzero(m)
-    mass = torch.tensor([xs.mean() + 0.5, ys.mean() + 0.5])
-    # positives lie within 1.5 strides of their own centre
-    assert ((pos_mask - mass).abs().max(dim=1).values < 12).all()
-    assert ((pos_box - torch.tensor([60.0, 60.0])).abs().max(dim=1).values < 12).all()
-    assert not torch.equal(pos_mask, pos_box)
-    with pytest.raises(ValueError, match='with_mask'):
-        by_mask.assign(priors, InstanceData(bboxes=gt.bboxes, labels=gt.labels))
+    t = TRANSFORMS.build(dict(type='PolarMaskFilterAnnotations'))
+    masks = np.zeros((4, 64, 64), np.uint8)
+    masks[0, 0:4, 0:4] = 1            # 16 px, 4 x 4 box: w < 10 and h < 10 -> dropped
+    masks[1, 0:2, 0:30] = 1           # 60 px, 30 x 2: kept (w >= 10)
+    masks[2, 10:25, 10:25] = 1
+    masks[2, 10:25, 11:25] = 0        # 15 px in a 1 x 15 line box: area <= 15 -> dropped
+    masks[3, 30:60, 30:60] = 1        # kept
+    boxes = np.array([[0, 0, 4, 4], [0, 0, 30, 2], [10, 10, 11, 25], [30, 30, 60, 60]],
+                     np.float32)
+    results = dict(gt_bboxes=HorizontalBoxes(boxes), gt_bboxes_labels=np.arange(4),
+                   gt_masks=BitmapMasks(masks, 64, 64),
+                   gt_ignore_flags=np.zeros(4, bool))
+    out = t(results)
+    assert out['gt_bboxes_labels'].tolist() == [1, 3]
+    assert len(out['gt_masks']) == 2
+    only_small = dict(gt_bboxes=HorizontalBoxes(boxes[:1]), gt_bboxes_labels=np.arange(1),
+                      gt_masks=BitmapMasks(masks[:1], 64, 64), gt_ignore_flags=np.zeros(1, bool))
+    assert t(only_small) is None       # the release picks another image
 
 
 @pytest.fixture(scope='module')
@@ -100,3 +101,15 @@ def test_predictions_are_masks_of_the_original_size(model):
     assert out.masks.shape[1:] == (64, 64) and out.masks.dtype == torch.bool
     assert len(out) <= model.bbox_head.test_cfg['max_per_img']
     assert (out.bboxes[:, 2:] <= 64 + 1e-3).all()
+
+
+def test_full_config_builds_with_the_release_layout():
+    init_default_scope('insplug')
+    cfg = Config.fromfile(osp.join(REPO, 'configs/polarmask/polarmask_r50_1x.py'))
+    head = cfg.model.bbox_head
+    assert head.loss_bbox.type == 'LegacyBoxIoULoss' and head.box_offset == 1.0
+    types = [t['type'] for t in cfg.train_pipeline]
+    assert types.index('PolarMaskFilterAnnotations') == types.index('LoadAnnotations') + 1
+    built = MODELS.build(cfg.model.bbox_head)
+    # GN towers without conv bias, as the release (bias = norm_cfg is None)
+    assert built.cls_convs[0].conv.bias is None and built.mask_convs[0].conv.bias is None

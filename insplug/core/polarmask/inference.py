@@ -5,13 +5,13 @@
 Shape shorthand: P_l points of level l of one image, K classes, M candidates, D detections,
 R rays, H x W output grid.
 
-1. Per level, the ``nms_pre`` points with the largest ``max_k(cls_k * ctr)`` are kept
-   (:func:`select_points`).
+1. Per level, the ``nms_pre`` points with the largest ``max_k(cls_k * ctr)`` are kept, and
+   their (point, class) pairs with ``cls > score_thr`` are the candidates (the shared FCOS
+   :func:`insplug.core.fcos.postprocess.select_candidates`, ``candidate_mode='point_topk'``).
 2. Boxes: FCOS distances clamped to ``[0, W-1] x [0, H-1]`` of the network input; contours:
    the ray endpoints (in the official ray order) clamped the same way; both divided by the
    scale factor.
-3. Candidates are the (point, class) pairs with ``cls > score_thr``; their score is
-   ``cls * (ctr + 0.5)``; per-class greedy NMS with the legacy ``+1`` box areas; at most
+3. The score of a candidate is ``cls * (ctr + 0.5)``; per-class greedy NMS with the legacy ``+1`` box areas; at most
    ``max_per_img`` detections by score (:func:`nms_plus_one`).
 4. Masks: the contour vertices truncated to integers and filled with OpenCV ``drawContours``
    (:func:`draw_polygons`, all detections in one call).
@@ -25,22 +25,9 @@ import torch
 from torch import Tensor
 from torchvision.ops import batched_nms
 
+from insplug.core.fcos.postprocess import select_candidates
+
 from .targets import official_ray_order, ray_angles
-
-
-def select_points(cls_prob: Tensor, ctr_prob: Tensor, nms_pre: int) -> Tensor:
-    """Official per-level pre-selection of points.
-
-    Args:
-        cls_prob: (P_l, K) sigmoid class probabilities. ctr_prob: (P_l,) sigmoid centerness.
-        nms_pre: points kept (<= 0 or >= P_l: all).
-
-    Returns:
-        (P',) long point indices.
-    """
-    if 0 < nms_pre < cls_prob.shape[0]:
-        return (cls_prob * ctr_prob[:, None]).max(dim=1).values.topk(nms_pre).indices
-    return torch.arange(cls_prob.shape[0], device=cls_prob.device)
 
 
 def decode_boxes(points: Tensor, distances: Tensor, max_shape) -> Tensor:
@@ -155,26 +142,24 @@ def polarmask_predict_single(cls_scores: List[Tensor], bbox_preds: List[Tensor],
         boxes (D, 4) in original coordinates, scores (D,), labels (D,), masks (D, H', W') bool,
         contours (D, R, 2) float vertices in original coordinates (official ray order).
     """
-    boxes, contours, probs, ctrs = [], [], [], []
+    boxes, contours, labels, scores = [], [], [], []
     for cls, box, ctr, ray, pts in zip(cls_scores, bbox_preds, centernesses, ray_preds, points):
         prob, c = cls.sigmoid(), ctr.sigmoid()
-        keep = select_points(prob, c, nms_pre)
-        boxes.append(decode_boxes(pts[keep], box[keep], img_shape))
-        contours.append(decode_contours(pts[keep], ray[keep], img_shape))
-        probs.append(prob[keep])
-        ctrs.append(c[keep])
+        point, label, _ = select_candidates(prob, c, score_thr, nms_pre,
+                                            candidate_mode='point_topk')
+        boxes.append(decode_boxes(pts[point], box[point], img_shape))
+        contours.append(decode_contours(pts[point], ray[point], img_shape))
+        labels.append(label)
+        scores.append(prob[point, label] * (c[point] + centerness_bias))
     boxes, contours = torch.cat(boxes), torch.cat(contours)
-    probs, ctrs = torch.cat(probs), torch.cat(ctrs)
+    label, scores = torch.cat(labels), torch.cat(scores)
     sx, sy = float(scale_factor[0]), float(scale_factor[1])
     boxes = boxes / boxes.new_tensor([sx, sy, sx, sy], dtype=torch.float32).to(boxes.dtype)
     contours = contours / contours.new_tensor([sx, sy], dtype=torch.float32)
-    point, label = (probs > score_thr).nonzero(as_tuple=True)
-    scores = probs[point, label] * (ctrs[point] + centerness_bias)
-    keep = nms_plus_one(boxes[point], scores, label, iou_thr, max_per_img)
-    point, label, scores = point[keep], label[keep], scores[keep]
+    keep = nms_plus_one(boxes, scores, label, iou_thr, max_per_img)
     h, w = (img_shape if out_shape is None else out_shape)[:2]
-    masks = draw_polygons(contours[point], int(h), int(w))
-    return boxes[point], scores, label, masks, contours[point]
+    masks = draw_polygons(contours[keep], int(h), int(w))
+    return boxes[keep], scores[keep], label[keep], masks, contours[keep]
 
 
 # --------------------------------------------------------------------------- helpers
