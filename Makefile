@@ -11,11 +11,11 @@ DEMO_WORK_DIR ?= work_dirs/demo_refinemask
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: setup.py tools/install_mmcv.sh
+$(VENV)/.installed: setup.py insplug/scripts/install_mmcv.sh
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip wheel 'setuptools<81'  # mmengine needs pkg_resources
 	$(PY) -m pip install torch==2.14.1 torchvision==0.29.1
-	SHARED_WHEELS=$(SHARED)/wheels bash tools/install_mmcv.sh $(PY)
+	SHARED_WHEELS=$(SHARED)/wheels bash insplug/scripts/install_mmcv.sh $(PY)
 	$(PY) -m pip install --no-build-isolation -e '.[mmdet,test]'
 	$(PY) -c "import mmcv.ops, mmdet, insplug; print('insplug', insplug.__version__, 'ready')"
 	touch $@

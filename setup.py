@@ -17,7 +17,17 @@ setup(
     long_description_content_type='text/markdown',
     python_requires='>=3.11',
     packages=find_packages(exclude=('tests', 'tests.*', 'configs', 'tools')),
-    include_package_data=True,
+    # the configs travel inside the package (insplug/.mim/configs links to configs/), so a
+    # pip-installed insplug resolves `insplug::PATH` configs without the repository
+    package_data={'insplug': ['.mim/model-index.yml', '.mim/configs/**/*.py',
+                              '.mim/configs/**/*.yaml', 'scripts/*.sh']},
+    entry_points={'console_scripts': [
+        'insplug-train=insplug.cli.train:main',
+        'insplug-test=insplug.cli.test:main',
+        'insplug-benchmark=insplug.cli.benchmark:main',
+        'insplug-convert=insplug.cli.convert:main',
+        'insplug-install-mmcv=insplug.cli.install_mmcv:main',
+    ]},
     install_requires=[
         'torch==2.14.1',
         'torchvision==0.29.1',
@@ -27,9 +37,11 @@ setup(
         'setuptools<81',  # mmengine 0.10.7 imports pkg_resources
     ],
     extras_require={
-        # mmcv must be the full build with compiled ops (see README / Makefile).
-        'mmdet': ['mmengine==0.10.7', 'mmcv==2.1.0', 'mmdet==3.3.0',
-                  'opencv-python-headless'],
+        # Full mmcv 2.1.0 (compiled ops) is NOT listed: PyPI has no wheel of it for torch 2.14
+        # and its source build fails (C++17 flag) after minutes of compiling. It is installed by
+        # `insplug-install-mmcv` (prebuilt wheel, or a C++20 build); without it `import insplug`
+        # says so and names that command.
+        'mmdet': ['mmengine==0.10.7', 'mmdet==3.3.0', 'opencv-python-headless'],
         # detectron2 itself is not on PyPI: build it from its repository against the
         # installed torch (README, "Detectron2"); this extra installs its Python dependencies.
         'detectron2': ['fvcore', 'iopath', 'omegaconf', 'hydra-core', 'cloudpickle',

@@ -29,6 +29,8 @@ def load_config(args):
         from insplug.checkpoints.safe_load import TRUST_ENV
         os.environ[TRUST_ENV] = '1'
     import insplug  # noqa: F401  (registers insplug's scope before the config is read)
+    from insplug._mmengine_configs import resolve_config_path
+    args.config = resolve_config_path(args.config)
     cfg = Config.fromfile(args.config)
     # strict checkpoint loading (InsplugRunner) for any config that names no runner of its own
     cfg.setdefault('runner_type', 'InsplugRunner')
