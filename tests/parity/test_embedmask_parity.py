@@ -198,19 +198,33 @@ def test_low_resolution_log_probability_maps(golden, head):
         assert max_abs(logp, ref['logprob']) < 1e-5
 
 
-def test_converter_fills_the_released_config_strictly(golden):
-    """A checkpoint with the released key layout and shapes (R-50, EMBED_DIM 16, 4 tower convs,
-    ``module.`` prefix) converts 1:1 and fills every tensor of configs/embedmask/
-    embedmask_r50_1x.py with the right shape."""
-    from insplug.checkpoints.fit import check_state_dict_fit
-    from insplug.converters import build_model_state
-    official = {k: torch.zeros(s) for k, s in golden['full_key_shapes'].items()}
-    converted = convert_state_dict('embedmask', official)
-    assert len(converted) == len(official)
+def test_converter_fills_the_released_config_strictly(golden, tmp_path):
+    """A file shaped like a released checkpoint (maskrcnn-benchmark's ``{'model': ...,
+    'iteration': ...}``, ``module.`` keys of the R-50 model, EMBED_DIM 16, 4 tower convs)
+    converts 1:1 through ``convert_checkpoint`` with the config check, and the result loads
+    strictly into the model of configs/embedmask/embedmask_r50_1x.py."""
+    from mmengine.config import Config
+
+    from insplug.converters import convert_checkpoint
+    gen = torch.Generator().manual_seed(0)
+    official = {k: torch.randn(s, generator=gen) if s else torch.randn((), generator=gen)
+                for k, s in golden['full_key_shapes'].items()}
+    src, dst = tmp_path / 'embed_mask_R50_1x.pth', tmp_path / 'converted.pth'
+    torch.save({'model': official, 'iteration': 90000}, src)
     cfg = osp.join(osp.dirname(__file__), '..', '..', 'configs', 'embedmask',
                    'embedmask_r50_1x.py')
-    fit = check_state_dict_fit(build_model_state(cfg), converted)
-    assert fit.ok, fit.summary()
+    converted = convert_checkpoint('embedmask', str(src), str(dst), config=cfg)
+    assert len(converted) == len(official)
+    init_default_scope('insplug')
+    model = MODELS.build(Config.fromfile(cfg).model)
+    state = torch.load(dst, weights_only=True)['state_dict']
+    model.load_state_dict(state, strict=True)
+    assert torch.equal(model.bbox_head.margin_scales[3].scale.reshape(1),
+                       official['module.rpn.head.margin_scales.3.scale'])
+    assert torch.equal(model.neck.fpn_convs[4].conv.weight,
+                       official['module.backbone.fpn.top_blocks.p7.weight'])
+    assert torch.equal(model.backbone.layer4[2].bn3.running_var,
+                       official['module.backbone.body.layer4.2.bn3.running_var'])
 
 
 def test_converter_refuses_other_checkpoints(golden):
