@@ -6,19 +6,18 @@ mmdet 3.x name the ResNet, FPN, RPN head and ``Shared2FCBBoxHead`` identically (
 last class in both), so those keys are kept; only the mask head is renamed to insplug's
 :class:`insplug.core.refinemask.RefineMaskNet` layout (the weights are the same tensors, 1:1):
 
-=========================================================  =====================================
-official ``roi_head.mask_head.``                           insplug ``roi_head.mask_head.``
-=========================================================  =====================================
-``instance_convs.{i}.conv.*``                              ``instance_convs.{i}.*``
-``semantic_convs.{i}.conv.*`` / ``semantic_logits.*``      ``semantic.convs.{i}.*`` / ``semantic.logits.*``
-``stages.{k}.instance_logits.*``                           ``stages.{k}.mask_logits.*``
-``stages.{k}.semantic_transform_in/out.*``                 ``stages.{k}.semantic_in/out.*``
-``stages.{k}.fuse_conv.0.*``                               ``stages.{k}.reduce.*``
-``stages.{k}.fuse_conv.1.dilation_conv_{j}.conv.*``        ``stages.{k}.fusion.branches.{j-1}.*``
-``stages.{k}.fuse_conv.1.merge_conv.conv.*``               ``stages.{k}.fusion.merge.*``
-``stages.{k}.fuse_transform_out.*``                        ``stages.{k}.expand.*``
-``final_instance_logits.*``                                ``final_logits.*``
-=========================================================  =====================================
+* ``instance_convs.{i}.conv.*`` -> ``instance_convs.{i}.*``;
+* ``semantic_convs.{i}.conv.*`` -> ``semantic.convs.{i}.*``; ``semantic_logits`` ->
+  ``semantic.logits``;
+* ``stages.{k}.instance_logits`` -> ``stages.{k}.mask_logits``;
+* ``stages.{k}.semantic_transform_in/out`` -> ``stages.{k}.semantic_in/out``;
+* ``stages.{k}.fuse_conv.0`` -> ``stages.{k}.reduce``;
+* ``stages.{k}.fuse_conv.1.dilation_conv_{j}.conv`` -> ``stages.{k}.fusion.branches.{j-1}``;
+* ``stages.{k}.fuse_conv.1.merge_conv.conv`` -> ``stages.{k}.fusion.merge``;
+* ``stages.{k}.fuse_transform_out`` -> ``stages.{k}.expand``;
+* ``final_instance_logits`` -> ``final_logits``
+
+(all under ``roi_head.mask_head.``).
 
 Check against the R50 config (every model tensor filled, shapes equal)::
 

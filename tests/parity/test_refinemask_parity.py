@@ -215,8 +215,9 @@ def test_to_detectron2_layout(golden, r50_model_state):
     for level in range(2, 6):
         expected |= {f'backbone.fpn_lateral{level}.{p}' for p in ('weight', 'bias')}
         expected |= {f'backbone.fpn_output{level}.{p}' for p in ('weight', 'bias')}
-    for name in ('proposal_generator.rpn_head.conv', 'proposal_generator.rpn_head.objectness_logits',
-                 'proposal_generator.rpn_head.anchor_deltas', 'roi_heads.box_head.fc1',
+    rpn = 'proposal_generator.rpn_head.'
+    for name in (rpn + 'conv', rpn + 'objectness_logits', rpn + 'anchor_deltas',
+                 'roi_heads.box_head.fc1',
                  'roi_heads.box_head.fc2', 'roi_heads.box_predictor.cls_score',
                  'roi_heads.box_predictor.bbox_pred'):
         expected |= {f'{name}.weight', f'{name}.bias'}

@@ -25,7 +25,8 @@ Not run in CI. Nothing of the official code is copied here: the official files a
 * ``mmdet.models.builder`` (``HEADS``/``LOSSES`` registries, ``build_loss`` builds the official
   loss class, ``build_roi_extractor`` a one-level RoIAlign, which is what mmdet 2.3's
   ``SingleRoIExtractor`` does with one feature level);
-* ``mmcv.impad`` (bottom/right padding), ``mmdet.core.bbox2roi`` and no-op decorators; ``StandardRoIHead`` as an empty base class.
+* ``mmcv.impad`` (bottom/right padding), ``mmdet.core.bbox2roi`` and no-op decorators;
+  ``StandardRoIHead`` as an empty base class.
 
 The mmdet 2.3 package ``__init__`` files are not executed (the packages are registered empty, with
 their ``__path__`` on the official tree), so only the files named above are loaded, plus the

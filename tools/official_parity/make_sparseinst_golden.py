@@ -160,7 +160,8 @@ def make_targets(gen, counts, sizes, out_hw, logits_for=None):
             ry, rx = torch.randint(3, max(4, h // 3), (1,), generator=gen), \
                 torch.randint(3, max(4, w // 3), (1,), generator=gen)
             yy, xx = torch.meshgrid(torch.arange(h), torch.arange(w), indexing='ij')
-            masks[j] = (((yy - cy) / ry.double()) ** 2 + ((xx - cx) / rx.double()) ** 2 <= 1).double()
+            inside = ((yy - cy) / ry.double()) ** 2 + ((xx - cx) / rx.double()) ** 2 <= 1
+            masks[j] = inside.double()
         labels = torch.randint(0, NUM_CLASSES, (m,), generator=gen)
         targets.append(dict(labels=labels, masks=BitMasks(masks)))
     return targets
