@@ -117,7 +117,7 @@ def draw_polygons(vertices: Tensor, height: int, width: int) -> Tensor:
     pts[..., 1] += (np.arange(num, dtype=np.int32) * height)[:, None]
     canvas = np.zeros((num * height, width), dtype=np.uint8)
     cv2.drawContours(canvas, list(pts[:, :, None, :]), -1, 1, -1)
-    return torch.from_numpy(canvas.reshape(num, height, width)).bool().to(vertices.device)
+    return torch.from_numpy(canvas.reshape(num, height, width)).view(torch.bool).to(vertices.device)
 
 
 def polarmask_predict_single(cls_scores: List[Tensor], bbox_preds: List[Tensor],

@@ -107,10 +107,13 @@ def largest_contours(masks) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
     """
     if isinstance(masks, Tensor):
         masks = masks.detach().cpu().numpy()
-    masks = np.ascontiguousarray(np.asarray(masks) != 0, dtype=np.uint8)
+    masks = np.asarray(masks)
+    if masks.dtype != np.uint8:  # OpenCV reads any non-zero uint8 pixel as foreground
+        masks = (masks != 0).astype(np.uint8)
     centers, valid, contours, owners = [], [], [], []
     for g, mask in enumerate(masks):
-        found = cv2.findContours(mask, cv2.RETR_TREE, cv2.CHAIN_APPROX_NONE)[-2]
+        found = cv2.findContours(np.ascontiguousarray(mask), cv2.RETR_TREE,
+                                 cv2.CHAIN_APPROX_NONE)[-2]
         if len(found) == 0:
             centers.append((0, 0))
             valid.append(False)
@@ -297,5 +300,8 @@ def polar_targets_single(points: List[Tensor], strides, regress_ranges, boxes: T
         b = boxes[g]
         out_labels[pos] = labels.to(device)[g]
         box_t[pos] = torch.cat((p - b[:, :2], b[:, 2:] - p), 1)
-        ray_t[pos] = polar_ray_targets(p, g, contour_xy, contour_obj, num_rays).to(dtype)
+        # on the CPU, where the release computes them (its data loader): the float32 atan2 of
+        # another device may round an angle on an integer degree the other way
+        ray_t[pos] = polar_ray_targets(p.cpu(), g.cpu(), contour_xy, contour_obj,
+                                       num_rays).to(device=device, dtype=dtype)
     return out_labels, box_t, ray_t, index
