@@ -1,6 +1,7 @@
 # YOLACT-style model with insplug's ProtoNetEncoder + ProtoMaskHead (and YOLACT++ fast mask-IoU
 # rescoring) on the bundled shapes set (CPU demo): ResNet-18 from scratch, narrow FPN P3-P6,
-# anchors scaled to 256 px images (sides 16-128 px at P3-P6, 3 ratios, for 10-150 px shapes).
+# priors scaled to 256 px images (scales 16-128 px at P3-P6, YOLACT's square priors of sides
+# s * sqrt(ratio), for 10-150 px shapes).
 # Schedule deviation from YOLACT (SGD 1e-3, ImageNet backbone): AdamW 1e-3, because from scratch
 # YOLACT's summed box/OHEM losses give gradient norms of several hundred, which the clipping
 # (needed for SGD stability: without it SGD 1e-2 diverges to NaN) turns into tiny SGD steps.
@@ -14,11 +15,10 @@ num_protos = 16
 model = dict(
     data_preprocessor=dict(pad_size_divisor=32),
     backbone=dict(depth=18, init_cfg=None),
-    neck=dict(in_channels=[64, 128, 256, 512], out_channels=64, num_outs=4),
+    neck=dict(in_channels=[128, 256, 512], out_channels=64, num_extra=1),
     bbox_head=dict(
         num_classes=num_classes, in_channels=64, feat_channels=64, num_protos=num_protos,
-        anchor_generator=dict(octave_base_scale=2, base_sizes=[8, 16, 32, 64],
-                              strides=[8, 16, 32, 64], centers=None)),
+        prior_scales=[[16], [32], [64], [128]], prior_max_size=256),
     mask_head=dict(
         num_classes=num_classes, in_channels=64, with_mask_iou=True,
         protonet=dict(in_channels=64, feat_channels=64, num_protos=num_protos)),

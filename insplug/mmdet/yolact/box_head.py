@@ -131,8 +131,9 @@ class YOLACTBoxHead(YOLACTHead):
             scale = gt.bboxes.new_tensor([w, h, w, h])
             rel = gt.bboxes.to(loc.dtype) / scale
             crowd = None
-            if batch_gt_instances_ignore is not None and len(batch_gt_instances_ignore[i]):
-                crowd = batch_gt_instances_ignore[i].bboxes.to(loc.dtype) / scale
+            ign = batch_gt_instances_ignore[i] if batch_gt_instances_ignore else None
+            if ign is not None and len(ign):
+                crowd = ign.bboxes.to(loc.dtype) / scale
             labels[i], gt_inds[i] = Y.match_priors(
                 rel, gt.labels, priors, self.num_classes, crowd,
                 self._cfg('pos_iou_thr', 0.5), self._cfg('neg_iou_thr', 0.4),
