@@ -137,17 +137,21 @@ def test_predictions(golden, head):
         assert int((res.masks[ins] != masks[off]).sum()) == 0
 
 
-def test_converter_fills_the_r50_config_strictly(golden):
+@pytest.fixture(scope='module')
+def r50_state():
+    from insplug.converters import build_model_state
+    return build_model_state(osp.join(REPO, 'configs/polarmask/polarmask_r50_1x.py'))
+
+
+def test_converter_fills_the_r50_config_strictly(golden, r50_state):
     """Every key of a released R-50 checkpoint (recorded from the official modules) converts
     into a tensor of the right shape of ``configs/polarmask/polarmask_r50_1x.py``, strictly."""
-    from insplug.converters import build_model_state
     from insplug.checkpoints.fit import check_state_dict_fit
     official = {k: torch.zeros(s) for k, s in golden['release_shapes'].items()}
     converted = convert_state_dict('polarmask', official)
-    model = build_model_state(osp.join(REPO, 'configs/polarmask/polarmask_r50_1x.py'))
-    fit = check_state_dict_fit(model, converted)
+    fit = check_state_dict_fit(r50_state, converted)
     assert fit.ok, fit.summary()
-    assert set(converted) == set(model)
+    assert set(converted) == set(r50_state)
 
 
 def test_converter_rejects_other_checkpoints(golden):
@@ -158,3 +162,21 @@ def test_converter_rejects_other_checkpoints(golden):
     bad['bbox_head.cls_convs.0.conv_offset.weight'] = torch.zeros(1)   # a DCN variant
     with pytest.raises(ConversionError, match='conv_offset'):
         convert_state_dict('polarmask', bad)
+
+
+def test_convert_checkpoint_file_of_the_release_format(golden, tmp_path):
+    """A file shaped like an mmdet 1.0 checkpoint (``meta`` + ``state_dict`` saved from a
+    DataParallel model) converts through the file API, weights-only."""
+    from insplug.converters import convert_checkpoint
+    official = {'module.' + k: v for k, v in golden['state_dict'].items()}
+    src = tmp_path / 'polar_768_1x_r50.pth'
+    torch.save({'meta': {'mmdet_version': '1.0rc0+unknown', 'config': 'model = dict()',
+                         'CLASSES': ('person', 'bicycle')},
+                'state_dict': official}, src)
+    dst = tmp_path / 'converted.pth'
+    convert_checkpoint('polarmask', str(src), str(dst))
+    out = torch.load(dst, weights_only=True)
+    assert out['meta']['converted_from'] == 'polarmask'
+    ref = convert_state_dict('polarmask', golden['state_dict'])
+    assert set(out['state_dict']) == set(ref)
+    assert all(torch.equal(out['state_dict'][k], v) for k, v in ref.items())
