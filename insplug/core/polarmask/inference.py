@@ -11,13 +11,13 @@ R rays, H x W output grid.
 2. Boxes: FCOS distances clamped to ``[0, W-1] x [0, H-1]`` of the network input; contours:
    the ray endpoints (in the official ray order) clamped the same way; both divided by the
    scale factor.
-3. The score of a candidate is ``cls * (ctr + 0.5)``; per-class greedy NMS with the legacy ``+1`` box areas; at most
-   ``max_per_img`` detections by score (:func:`nms_plus_one`).
+3. The score of a candidate is ``cls * (ctr + 0.5)``; per-class greedy NMS with the legacy
+   ``+1`` box areas; at most ``max_per_img`` detections by score (:func:`nms_plus_one`).
 4. Masks: the contour vertices truncated to integers and filled with OpenCV ``drawContours``
    (:func:`draw_polygons`, all detections in one call).
 """
 import math
-from typing import List, Tuple
+from typing import List
 
 import cv2
 import numpy as np
