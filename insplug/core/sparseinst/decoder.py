@@ -21,11 +21,36 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from insplug.core.layers.coordconv import append_coordinates
-
 from .init import msra_fill, prior_bias, xavier_fill
 
 IAM_TYPES = ('base', 'group', 'group_softmax')
+
+
+def release_coordinates(features: Tensor) -> Tensor:
+    """CoordConv channels as the release computes them, prepended to the features.
+
+    ``-1 + 2 * i / (n - 1)`` for row / column i of n, computed in float32 (the release builds them
+    from an integer ``arange`` in the default dtype) and then cast to the features' dtype; this
+    agrees with ``linspace(-1, 1, n)`` up to one float32 ulp, and bit for bit with the release. A
+    single row or column (n = 1, where the release divides 0 by 0) gets -1.
+
+    Args:
+        features: (B, C, H, W).
+
+    Returns:
+        (B, 2 + C, H, W): channel 0 is x (varies along W), channel 1 is y, then the features.
+    """
+    b, _, h, w = features.shape
+    dev = features.device
+
+    def axis(n):
+        if n == 1:
+            return torch.full((1,), -1.0, device=dev)
+        return -1.0 + 2.0 * torch.arange(n, device=dev, dtype=torch.float32) / (n - 1)
+
+    grid_y, grid_x = torch.meshgrid(axis(h), axis(w), indexing='ij')
+    coords = torch.stack([grid_x, grid_y]).unsqueeze(0).expand(b, 2, h, w).to(features)
+    return torch.cat([coords, features], dim=1)
 
 
 def activation_weights(iam_logits: Tensor, activation: str = 'sigmoid',
@@ -204,7 +229,7 @@ class IAMDecoder(nn.Module):
             raise ValueError(f'IAMDecoder expects (B, {self.in_channels}, H, W), got '
                              f'{tuple(features.shape)}: in_channels must equal the encoder '
                              'out_channels')
-        features = append_coordinates(features)
+        features = release_coordinates(features)
         cls_logits, kernels, obj_logits, iam = self.inst_branch(features)
         masks = kernel_masks(kernels, self.mask_branch(features))
         out = dict(cls_logits=cls_logits, obj_logits=obj_logits, mask_logits=self._upsample(masks))

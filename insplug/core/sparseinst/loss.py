@@ -12,6 +12,17 @@ matched labels, summed and divided by the number of targets (weight 2); per-pixe
 between matched masks and bilinearly resized targets, averaged (weight 5); dice loss summed
 over matched pairs and divided by the number of targets (weight 2); BCE of the objectness
 logit against the IoU of the binarised matched mask with its target, averaged (weight 1).
+
+Two fixes of the release (hustvl/SparseInst, sparseinst/loss.py), kept on purpose
+(docs/deviations/sparseinst.md; tested against golden data in tests/parity):
+
+* a batch without any target: the release's matcher returns float index tensors and its
+  criterion fails indexing with them; here every prediction is a negative of the focal loss
+  (normaliser 1) and the mask terms are zero;
+* an image with more targets than predictions (M_b > N) before the last image of the batch:
+  the release offsets the matched target indices by M_b per image over an array of min(N, M_b)
+  pairs per image, so later images' predictions are paired with other images' targets; here
+  each pair indexes its own image's targets (offset = targets of the preceding images).
 """
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
