@@ -32,7 +32,7 @@ model = dict(
         foreground_weight=10.0,
         loss_weights=dict(instance=1.0, sigma=10.0, seed=1.0),
         test_cfg=dict(
-            clustering=dict(type='GreedySeedClustering', seed_threshold=0.5,
+            clustering=dict(type='GreedySeedClustering', seed_threshold=0.9,
                             mask_threshold=0.5, min_pixels=128),
             foreground_threshold=0.5,
             max_per_img=100)))

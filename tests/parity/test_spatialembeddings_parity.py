@@ -16,7 +16,7 @@ import torch
 from mmengine.config import Config
 from mmengine.registry import DefaultScope
 
-from insplug.converters import ConversionError, convert_state_dict
+from insplug.converters import ConversionError, convert_checkpoint, convert_state_dict
 from insplug.core.bottomup.spatial_embedding import (spatial_embedding_inference,
                                                      spatial_embedding_loss)
 from insplug.core.postprocess.clustering import GreedySeedClustering
@@ -86,6 +86,20 @@ def test_converter_handles_module_prefix_and_full_width_layout():
     for key, value in state.items():
         assert tuple(converted[key].shape) == tuple(value.shape), key
     model.load_state_dict(converted, strict=True)
+
+
+def test_convert_checkpoint_reads_the_release_file_format(golden, tmp_path):
+    """src/train.py saves {'epoch', 'best_iou', 'model_state_dict' (DataParallel: 'module.'),
+    'optim_state_dict', 'logger_data'}; the file converts and fills the Cityscapes model."""
+    state = {'module.' + k: torch.zeros(s) for k, s in zip(golden['full_keys'],
+                                                           golden['full_shapes'])}
+    src, dst = tmp_path / 'checkpoint.pth', tmp_path / 'converted.pth'
+    torch.save(dict(epoch=199, best_iou=0.5, model_state_dict=state, optim_state_dict={},
+                    logger_data=dict(train=[1.0], val=[1.0], iou=[0.5])), src)
+    converted = convert_checkpoint('spatialembeddings', str(src), str(dst), config=FULL_CFG)
+    assert len(converted) == len(state) - 2  # encoder.output_conv weight and bias dropped
+    saved = torch.load(dst, weights_only=True)
+    assert set(saved['state_dict']) == set(converted)
 
 
 def test_converter_rejects_other_checkpoints(golden):
