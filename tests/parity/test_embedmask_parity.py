@@ -15,6 +15,10 @@ and COCO mask resizing (CPU, float64). Here the official-layout state_dict is co
   official ``BoxList`` keeps boxes in float32), labels exact, the low-resolution
   log-probability maps within 1e-5 and the final masks at the original image size with 0
   differing pixels.
+
+``golden_rev2.pt`` (same script, ``--revision 2`` on commit 28427b6) checks the options of the
+earlier revision (one margin per proposal, loss inside the box padded by 10 % + 1 cell,
+EMBED_DIM 8): targets, sampled points and the four losses.
 """
 import os.path as osp
 
@@ -51,6 +55,7 @@ def build_head(golden):
         type='EmbedMaskHead', num_classes=c['num_classes'], in_channels=c['channels'],
         feat_channels=c['channels'], stacked_convs=c['num_convs'], strides=c['strides'],
         sizes_of_interest=interest, embed_dim=c['embed_dim'], prior_margin=c['prior_margin'],
+        per_dim_margin=c['per_dim_margin'],
         mask_scale_factor=c['mask_scale_factor'], box_padding=c['box_padding'],
         loss_mask_weight=c['loss_mask_alpha'], mask_thr=c['mask_th'],
         margin_reduce_factor=c['margin_reduce_factor'],
@@ -236,3 +241,24 @@ def test_converter_refuses_other_checkpoints(golden):
     sd['rpn.head.unknown_layer.weight'] = torch.zeros(1)
     with pytest.raises(ConversionError, match='unknown_layer'):
         convert_state_dict('embedmask', sd)
+
+
+def test_earlier_revision_options_match_its_official_losses(golden):
+    g2 = torch.load(FIXTURE.replace('golden.pt', 'golden_rev2.pt'), weights_only=True)
+    assert g2['config']['per_dim_margin'] is False and g2['config']['box_padding'] == 0.1
+    assert g2['inputs_from'] == 'golden.pt' and g2['feature_seed'] == golden['feature_seed']
+    for key in ('features', 'gt_boxes', 'gt_labels', 'gt_masks_packed', 'gt_masks_shape'):
+        g2[key] = golden[key]
+    head = build_head(g2)
+    assert head.conv_margin.out_channels == 1 and not hasattr(head, 'margin_scales')
+    head.train()
+    outs = head(feats(g2))
+    gts = gt_instances(g2)
+    losses = head.loss_by_feat(*outs, batch_gt_instances=gts, batch_img_metas=metas(g2))
+    for i, (point, _, _) in enumerate(head.sample_embeddings(outs[1], outs[3], outs[4], gts)):
+        assert torch.equal(point, g2['targets']['sample_index'][i])
+    pairs = [('loss_cls', 'loss_cls'), ('loss_bbox', 'loss_reg'),
+             ('loss_centerness', 'loss_centerness'), ('loss_mask', 'loss_mask')]
+    for ours, theirs in pairs:
+        got, want = float(losses[ours]), float(g2['losses'][theirs])
+        assert got == pytest.approx(want, rel=1e-5), (ours, got, want)

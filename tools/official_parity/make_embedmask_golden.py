@@ -11,6 +11,11 @@ CPU in float64, and saves inputs, the official-layout state_dict and outputs to
 
     python tools/official_parity/make_embedmask_golden.py --official-repo /path/to/EmbedMask
 
+With ``--revision 2`` and a checkout of commit 28427b6 (the May 2020 revision: one margin per
+proposal, ``EMBED_DIM: 8``, ``BOX_PADDING: 0.1``) it writes ``golden_rev2.pt`` with the
+sampled points and the losses only (inputs: those of ``golden.pt``, same seeds) (insplug's ``per_dim_margin=False``,
+``box_padding=0.1`` options).
+
 It needs ``yacs`` importable (e.g. ``pip install --target /tmp/pylib yacs`` and
 ``PYTHONPATH=/tmp/pylib``). Not run in CI. Nothing of the official code is copied here; it is
 imported from ``--official-repo``. Run-time shims (stubs only):
@@ -57,6 +62,7 @@ IMG_H, IMG_W = 256, 320
 IMAGE_SIZES = [(240, 300), (256, 320)]      # (h, w) of the resized images inside the padding
 ORIGINAL_SIZES = [(180, 225), (288, 360)]    # (h, w) of the original images
 STRIDES = [8, 16, 32, 64, 128]
+FEATURE_SEED = 7
 
 
 # ----------------------------------------------------------------------------- shims
@@ -119,7 +125,7 @@ def install_shims(repo):
         logits, targets, [gamma], [alpha])
     import fcos_core.layers.lovasz_hinge_loss as lhl
     grad = lhl.lovasz_grad
-    lhl.lovasz_grad = lambda gt_sorted: grad(gt_sorted).double()
+    lhl.lovasz_grad = lambda gt_sorted: grad(gt_sorted.to(torch.uint8)).double()
 
 
 _VIEW = torch.Tensor.view
@@ -210,17 +216,30 @@ def perturb(module, gen):
                 p.copy_(0.1 * n)
 
 
+def save(out, path):
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    torch.save(out, path)
+    torch.load(path, weights_only=True)
+    print('saved', os.path.abspath(path), f'{os.path.getsize(path) / 1e6:.2f} MB')
+    for k, v in out['losses'].items():
+        print(f'  {k}: {float(v):.6f}')
+    print('  sampled points', out['targets']['sample_index'])
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--official-repo', required=True)
-    parser.add_argument('--out', default=OUT)
+    parser.add_argument('--out', default=None)
+    parser.add_argument('--revision', type=int, default=3, choices=[2, 3],
+                        help='3: the released code (HEAD, e9d6142); 2: a checkout of the May '
+                             '2020 revision (28427b6), training outputs only')
     args = parser.parse_args()
+    if args.out is None:
+        args.out = OUT if args.revision == 3 else OUT.replace('golden.pt', 'golden_rev2.pt')
     repo = os.path.abspath(args.official_repo)
     install_shims(repo)
 
     from fcos_core.config import cfg as base_cfg
-    coco_eval = load_file('embedmask_official_coco_eval', os.path.join(
-        repo, 'fcos_core', 'data', 'datasets', 'evaluation', 'coco', 'coco_eval.py'))
     from fcos_core.modeling.rpn.embed_mask.embed_mask import EmbedMaskModule
     from fcos_core.structures.bounding_box import BoxList
     from fcos_core.structures.image_list import ImageList
@@ -243,8 +262,10 @@ def main():
         for p in module.parameters():
             p.copy_(p.float().double())
 
+    # the same features for both revisions (their own generator)
+    fgen = torch.Generator().manual_seed(FEATURE_SEED)
     feats = [torch.randn(2, CHANNELS, math.ceil(IMG_H / s), math.ceil(IMG_W / s),
-                         generator=gen).double() for s in STRIDES]
+                         generator=fgen).double() for s in STRIDES]
     images = ImageList(torch.zeros(2, 3, IMG_H, IMG_W, dtype=torch.float64), IMAGE_SIZES)
     gts = make_targets()
     targets = []
@@ -255,12 +276,14 @@ def main():
         targets.append(t)
 
     out = dict(
-        official_commit='e9d6142 (yinghdb/EmbedMask "new version")',
+        official_commit='e9d6142 (yinghdb/EmbedMask "new version")' if args.revision == 3
+        else '28427b6 (yinghdb/EmbedMask, May 2020 revision)',
         config=dict(embed_dim=e.EMBED_DIM, prior_margin=e.PRIOR_MARGIN,
                     mask_scale_factor=e.MASK_SCALE_FACTOR, box_padding=e.BOX_PADDING,
                     loss_mask_alpha=e.LOSS_MASK_ALPHA, mask_th=e.MASK_TH,
-                    margin_reduce_factor=e.MARGIN_REDUCE_FACTOR,
-                    embed_reduce_factor=e.EMBED_REDUCE_FACTOR,
+                    margin_reduce_factor=e.get('MARGIN_REDUCE_FACTOR', 32),  # rev 2: literal
+                    embed_reduce_factor=e.get('EMBED_REDUCE_FACTOR', 1),
+                    per_dim_margin=args.revision == 3,
                     center_radius=e.CENTER_POS_RADIOS, interest=list(e.FPN_INTEREST_SPLIT),
                     inference_th=e.INFERENCE_TH, pre_nms_top_n=e.PRE_NMS_TOP_N,
                     nms_th=e.NMS_TH, detections_per_img=cfg.TEST.DETECTIONS_PER_IMG,
@@ -272,7 +295,7 @@ def main():
         gt_boxes=[g['boxes'] for g in gts], gt_labels=[g['labels'] for g in gts],
         gt_masks_packed=[torch.from_numpy(np.packbits(g['masks'].numpy().reshape(-1).astype(bool)))
                          for g in gts],
-        gt_masks_shape=[list(g['masks'].shape) for g in gts])
+        gt_masks_shape=[list(g['masks'].shape) for g in gts], feature_seed=FEATURE_SEED)
 
     # ---------------- training: forward, targets, embedding sampling, mask targets, losses
     module.train()
@@ -300,6 +323,18 @@ def main():
                           mask_targets=[x.clone() for x in masks_t])
     out['losses'] = dict(zip(['loss_cls', 'loss_reg', 'loss_centerness', 'loss_mask'],
                              [x.detach().clone() for x in losses]))
+
+    if args.revision == 2:
+        # the loss path of the earlier revision; inputs (features, ground truth, sizes) and
+        # FCOS targets are those of golden.pt (same seeds), forward maps are not kept
+        for key in ('train', 'features', 'gt_boxes', 'gt_labels', 'gt_masks_packed',
+                    'gt_masks_shape'):
+            del out[key]
+        out['targets'] = dict(sample_index=out['targets']['sample_index'])
+        out['inputs_from'] = 'golden.pt'
+        out['feature_seed'] = FEATURE_SEED
+        save(out, args.out)
+        return
 
     # ---------------- inference: forward, detections, low-res log-probability maps, masks
     module.eval()
@@ -329,6 +364,8 @@ def main():
             return dict(height=ORIGINAL_SIZES[i][0], width=ORIGINAL_SIZES[i][1])
 
     import pycocotools.mask as mask_util
+    coco_eval = load_file('embedmask_official_coco_eval', os.path.join(
+        repo, 'fcos_core', 'data', 'datasets', 'evaluation', 'coco', 'coco_eval.py'))
     cuda = torch.Tensor.cuda
     torch.Tensor.cuda = lambda self, *a, **k: self
     try:
@@ -362,15 +399,9 @@ def main():
     full = build_detection_model(full_cfg)
     out['full_key_shapes'] = {'module.' + k: list(v.shape) for k, v in full.state_dict().items()}
 
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    torch.save(out, args.out)
-    torch.load(args.out, weights_only=True)
-    print('saved', os.path.abspath(args.out), f'{os.path.getsize(args.out) / 1e6:.2f} MB')
-    for k, v in out['losses'].items():
-        print(f'  {k}: {float(v):.6f}')
+    save(out, args.out)
     for i, d in enumerate(dets):
-        print(f'  image {i}: {len(d["boxes"])} detections, mask pixels '
-              f'{d["mask_pixels"]}, sampled points {out["targets"]["sample_index"][i]}')
+        print(f'  image {i}: {len(d["boxes"])} detections, mask pixels {d["mask_pixels"]}')
 
 
 if __name__ == '__main__':
