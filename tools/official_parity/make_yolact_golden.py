@@ -162,6 +162,10 @@ def run(repo, plus, seed=0):
                 m.running_mean.copy_(torch.randn(m.num_features, generator=gen) * 0.1)
                 m.running_var.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
                 m.weight.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
+        if plus:   # keep the mask-IoU net's ReLUs alive, so its loss has a gradient to compare
+            for name, p in net.maskiou_net.named_parameters():
+                if name.endswith('bias'):
+                    p.add_(0.5)
         for t in list(net.parameters()) + list(net.buffers()):   # float32-representable, so
             if t.is_floating_point():                            # the fixture stores float32
                 t.copy_(t.to(torch.float32).to(torch.float64))

@@ -56,8 +56,8 @@ def mask_iou_loss(pred_iou: Tensor, target_iou: Tensor, weight: float = 1.0,
         weight: scalar loss weight (YOLACT++: 25; Mask Scoring R-CNN / CenterMask: 1).
         loss_type: ``'l2'`` (squared error, Mask Scoring R-CNN / CenterMask) or
             ``'smooth_l1'`` (beta 1, as YOLACT++'s released code).
-        reduction: ``'mean'`` over the N instances or ``'sum'`` (YOLACT++'s released code sums
-            and then divides by nothing).
+        reduction: ``'mean'`` over the N instances or ``'sum'`` (YOLACT++'s released code sums,
+            then divides by the batch's number of positive anchors, not by N).
 
     Returns:
         scalar loss; 0 (still connected to ``pred_iou``'s graph) when N == 0.

@@ -8,7 +8,8 @@ YOLACT++ (Bolya et al. 2020, Sec. 3.2): six convs with ReLU -- 3x3 stride 2 with
 64, 128 channels, then a 1x1 conv to K outputs -- and a global max pool; no FC layers and no
 image features. Training target: IoU of the binarised (> 0.5) predicted mask with its GT mask
 (:func:`insplug.core.losses.mask_iou.mask_iou_targets`), regression loss weight 25. At test
-time the score of class c becomes ``score * iou_pred[c]``.
+time the *mask* score of class c becomes ``score * iou_pred[c]`` (no clamp); the box keeps its
+score (``rescore_bbox=False`` in the release's configs).
 """
 from typing import Sequence
 
@@ -67,5 +68,6 @@ def gather_class_iou(iou_pred: Tensor, labels: Tensor) -> Tensor:
 
 
 def rescore(scores: Tensor, iou_pred: Tensor) -> Tensor:
-    """YOLACT++ rescoring: (N,) scores x (N,) predicted mask IoU (clamped to [0, 1])."""
+    """(N,) scores x (N,) predicted mask IoU clamped to [0, 1]. The release does *not* clamp
+    and rescores only the mask score (``ProtoMaskHead`` does that inline); kept for other users."""
     return scores * iou_pred.clamp(0.0, 1.0)
