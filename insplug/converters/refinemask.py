@@ -27,7 +27,8 @@ Check against the R50 config (every model tensor filled, shapes equal)::
 :func:`to_detectron2` maps the converted (mmdet-layout) state_dict to the layout of insplug's
 detectron2 adapter (``GeneralizedRCNN`` + ``RefineMaskROIHeads``), so that the same weights load
 into ``insplug.detectron2``; :func:`save_detectron2_checkpoint` writes it as a detectron2
-checkpoint (``{'model': ...}``) for ``MODEL.WEIGHTS``.
+checkpoint (``{'model': ...}``) for ``MODEL.WEIGHTS``; :func:`convert_checkpoint_to_detectron2`
+does both from the official file.
 """
 import re
 
@@ -154,3 +155,32 @@ def save_detectron2_checkpoint(state_dict, dst):
     """Write ``{'model': state_dict, '__author__': 'insplug'}``: what detectron2's
     ``DetectionCheckpointer`` loads from ``MODEL.WEIGHTS`` (no name-matching heuristics)."""
     torch.save({'model': dict(state_dict), '__author__': 'insplug'}, dst)
+
+
+def convert_checkpoint_to_detectron2(method, src, dst, config=None):
+    """An official checkpoint -> a detectron2 checkpoint for insplug's detectron2 adapter.
+
+    ``method`` is 'refinemask' or 'sparseinst' (the methods with a detectron2 adapter). The
+    official file is converted (and, with ``config``, checked strictly) as by
+    :func:`insplug.converters.convert_checkpoint`, mapped by the method's ``to_detectron2`` and
+    written by :func:`save_detectron2_checkpoint`::
+
+        convert_checkpoint_to_detectron2('sparseinst', 'sparse_inst_r50_giam_aug_2b7d68.pth',
+                                         'sparseinst_r50_giam_d2.pth',
+                                         config='configs/sparseinst/sparseinst_r50_giam.py')
+
+    Returns:
+        the detectron2-layout ``{key: Tensor}``.
+    """
+    import importlib
+
+    from insplug.converters import convert_checkpoint
+    try:
+        module = importlib.import_module(f'insplug.converters.{method}')
+        mapping = module.to_detectron2
+    except (ImportError, AttributeError):
+        raise ConversionError(f'{method}: no detectron2 layout; insplug has detectron2 adapters '
+                              'for refinemask and sparseinst') from None
+    state = mapping(convert_checkpoint(method, src, config=config))
+    save_detectron2_checkpoint(state, dst)
+    return state

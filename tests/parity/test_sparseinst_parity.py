@@ -287,3 +287,16 @@ def test_to_detectron2_layout(golden):
     expected.update({f'decoder.{k}': tuple(v.shape) for k, v in dec.state_dict().items()})
     rest = {k: tuple(v.shape) for k, v in d2.items() if not k.startswith('backbone.')}
     assert rest == expected
+
+
+def test_official_file_to_detectron2_checkpoint(golden, tmp_path):
+    """Official .pth -> detectron2 checkpoint file, read back weights-only."""
+    from insplug.converters.refinemask import convert_checkpoint_to_detectron2
+    official = official_checkpoint(golden)
+    src, dst = tmp_path / 'official.pth', tmp_path / 'd2.pth'
+    torch.save({'model': official, 'iteration': 1}, src)   # the detectron2 release format
+    state = convert_checkpoint_to_detectron2('sparseinst', str(src), str(dst))
+    saved = torch.load(dst, weights_only=True)
+    assert set(saved['model']) == set(state)
+    assert torch.equal(saved['model']['encoder.laterals.0.weight'],
+                       official['encoder.fpn_laterals.2.weight'])
