@@ -61,6 +61,18 @@ def test_filter_annotations_drops_what_the_release_drops():
     only_small = dict(gt_bboxes=HorizontalBoxes(boxes[:1]), gt_bboxes_labels=np.arange(1),
                       gt_masks=BitmapMasks(masks[:1], 64, 64), gt_ignore_flags=np.zeros(1, bool))
     assert t(only_small) is None       # the release picks another image
+    # polygon annotations (COCO) are rasterised as pycocotools does (the release's annToMask)
+    from mmdet.structures.mask import PolygonMasks
+    polys = PolygonMasks([[np.array([2., 2., 6., 2., 6., 5., 2., 5.])],     # ~12 px, 4 x 3
+                          [np.array([2., 2., 40., 2., 40., 3., 2., 3.])],   # 38 x 1: w >= 10
+                          [np.array([10., 10., 50., 10., 50., 50., 10., 50.])]], 64, 64)
+    res = t(dict(gt_bboxes=HorizontalBoxes(np.array([[2, 2, 6, 5], [2, 2, 40, 3],
+                                                     [10, 10, 50, 50]], np.float32)),
+                 gt_bboxes_labels=np.arange(3), gt_masks=polys,
+                 gt_ignore_flags=np.zeros(3, bool)))
+    pixels = polys.to_ndarray().reshape(3, -1).sum(1)
+    assert res['gt_bboxes_labels'].tolist() == [i for i in (1, 2) if pixels[i] > 15]
+    assert 2 in res['gt_bboxes_labels'].tolist()
 
 
 @pytest.fixture(scope='module')
