@@ -13,9 +13,20 @@ model only logs warnings, and ``tools/test.py`` then evaluates a model with rand
   ``load_from_strict = False``; then the checkpoint loads partially and a warning summarises
   what was not loaded.
 
+It also trains distributed on CPU, which mmengine 0.10.7 cannot: its ``init_dist`` calls
+``torch.cuda.set_device`` ("Found no NVIDIA driver") and its DDP wrapper passes
+``device_ids=[LOCAL_RANK]`` for a CPU module. Without CUDA this runner initialises the process
+group itself with the ``gloo`` backend (``env_cfg.dist_cfg.backend`` is ignored there: NCCL
+needs GPUs) and wraps the model in ``MMDistributedDataParallel`` with ``device_ids=None``.
+Launch with ``tools/dist_train.sh CONFIG NPROC`` (torchrun, as mmdet's).
+
 insplug's configs select it with ``runner_type = 'InsplugRunner'`` (so mmdet's own
 ``tools/train.py`` uses it too); insplug's tools use it for any config that names no runner.
 """
+import datetime
+
+import torch
+import torch.distributed as torch_dist
 from mmengine.model import is_model_wrapper
 from mmengine.runner import Runner
 from mmengine.runner.checkpoint import _load_checkpoint, _load_checkpoint_to_model
@@ -33,6 +44,20 @@ class InsplugRunner(Runner):
         runner = super().from_cfg(cfg)
         runner._load_from_strict = cfg.get('load_from_strict', True)
         return runner
+
+    def setup_env(self, env_cfg):
+        if self.distributed and not torch.cuda.is_available() and not torch_dist.is_initialized():
+            timeout = env_cfg.get('dist_cfg', {}).get('timeout', 1800)
+            torch_dist.init_process_group(backend='gloo',
+                                          timeout=datetime.timedelta(seconds=timeout))
+        super().setup_env(env_cfg)
+
+    def wrap_model(self, model_wrapper_cfg, model):
+        if self.distributed and not torch.cuda.is_available() and model_wrapper_cfg is None:
+            model_wrapper_cfg = dict(
+                type='MMDistributedDataParallel', device_ids=None, broadcast_buffers=False,
+                find_unused_parameters=self.cfg.get('find_unused_parameters', False))
+        return super().wrap_model(model_wrapper_cfg, model)
 
     def resume(self, filename, resume_optimizer=True, resume_param_scheduler=True,
                map_location='default'):

@@ -15,7 +15,8 @@ import sys
 import time
 
 import pytest
-import torch
+
+from insplug.checkpoints import safe_load
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 DEMO = 'configs/demo/refinemask_r18_shapes.py'
@@ -68,8 +69,7 @@ def test_resume_continues_the_schedule(interrupted_and_resumed):
     assert re.search(r'resumed epoch: [12], iter: (6|12)', log), log[-3000:]
     trained_epochs = {int(e) for e in re.findall(r'Epoch\(train\)\s+\[(\d+)\]', log)}
     assert 1 not in trained_epochs and 3 in trained_epochs  # epoch 1 was not trained again
-    final = torch.load(osp.join(work_dir, 'epoch_3.pth'), map_location='cpu',
-                       weights_only=False)
+    final = safe_load(osp.join(work_dir, 'epoch_3.pth'))  # weights-only: no fallback needed
     assert final['meta']['epoch'] == 3 and final['meta']['iter'] == 3 * ITERS_PER_EPOCH
     assert 'optimizer' in final and 'param_schedulers' in final
     assert 'coco/segm_mAP' in log  # validation at the end of the schedule ran

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Distributed testing with torchrun, as mmdet's tools/dist_test.sh:
+#   bash tools/dist_test.sh CONFIG CHECKPOINT NPROC [tools/test.py flags...]
+# Multi-node: NNODES=2 NODE_RANK=0 MASTER_ADDR=host0 PORT=29500 bash tools/dist_test.sh ... on
+# each node. On CPU the gloo backend is used automatically (InsplugRunner).
+CONFIG=$1
+CHECKPOINT=$2
+GPUS=$3
+NNODES=${NNODES:-1}
+NODE_RANK=${NODE_RANK:-0}
+PORT=${PORT:-29500}
+MASTER_ADDR=${MASTER_ADDR:-"127.0.0.1"}
+PYTHON=${PYTHON:-python}
+PYTHONPATH="$(dirname "$0")/..":${PYTHONPATH:-} \
+"$PYTHON" -m torch.distributed.run --nnodes="$NNODES" --node_rank="$NODE_RANK" \
+    --master_addr="$MASTER_ADDR" --nproc_per_node="$GPUS" --master_port="$PORT" \
+    "$(dirname "$0")/test.py" "$CONFIG" "$CHECKPOINT" --launcher pytorch "${@:4}"
