@@ -179,7 +179,8 @@ class DiscriminativeHead(BottomUpHead):
         predict_count: add the instance-count density (needed by KMeansClustering).
         count_weight: weight of the count-density loss.
         in_stride, in_index: see :class:`SpatialEmbeddingHead`.
-        test_cfg: ``clustering`` (default MeanShiftClustering with bandwidth ``delta_v``),
+        test_cfg: ``clustering`` (default MeanShiftClustering with bandwidth and assignment
+            radius ``delta_d`` = 1.5, the bandwidth of the release's test.lua),
             ``min_pixels`` (1), ``max_per_img`` (100).
     """
 
@@ -191,7 +192,7 @@ class DiscriminativeHead(BottomUpHead):
                  semantic_class_weight=None, predict_count: bool = False, count_weight: float = 0.1, in_stride: int = 2,
                  in_index: Tuple[int, int] = (0, 1), test_cfg: dict = None, init_cfg=None):
         super().__init__(num_classes, test_cfg,
-                         dict(type='MeanShiftClustering', bandwidth=delta_v,
+                         dict(type='MeanShiftClustering', bandwidth=delta_d,
                               assign_radius=delta_d), init_cfg)
         self.outputs = DiscriminativeOutputs(in_channels, num_classes, embed_dims, predict_count,
                                              in_stride, in_index)
