@@ -14,14 +14,22 @@ model = dict(
                   norm_eval=False, style='pytorch', init_cfg=None),
     neck=dict(in_channels=[64, 128, 256, 512], out_channels=64, start_level=1, num_outs=4),
     bbox_head=dict(num_classes=num_classes, in_channels=64, feat_channels=64, stacked_convs=2,
-                   strides=[8, 16, 32, 64],
-                   regress_ranges=((-1, 32), (32, 64), (64, 128), (128, 1e8)),
+                   strides=[8, 16, 32, 64], sizes_of_interest=(32, 64, 128),
                    norm_cfg=dict(type='GN', num_groups=16, requires_grad=True)),
     mask_head=dict(num_classes=num_classes, semantic_in_channels=64, semantic_feat_channels=32,
                    bottom_module=dict(in_channels=64, feat_channels=32)),
     test_cfg=dict(nms_pre=300, max_per_img=50))
-train_dataloader = dict(batch_size=4, num_workers=2)
+train_pipeline = [
+    dict(type='LoadImageFromFile', backend_args=None),
+    dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
+    dict(type='ThingSemanticMap'),  # AdelaiDet's thing map: all annotations, later wins
+    dict(type='Resize', scale=(256, 256), keep_ratio=True),
+    dict(type='RandomFlip', prob=0.5),
+    dict(type='PackDetInputs'),
+]
+train_dataloader = dict(batch_size=4, num_workers=2, dataset=dict(pipeline=train_pipeline))
 optim_wrapper = dict(optimizer=dict(type='SGD', lr=0.01, momentum=0.9, weight_decay=0.0001),
+                     paramwise_cfg=dict(norm_decay_mult=0.0),
                      clip_grad=dict(max_norm=35, norm_type=2))
 train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=12, val_interval=12)
 val_cfg = dict(type='ValLoop')

@@ -84,15 +84,29 @@ def test_crop_and_resize_masks_hand_worked():
 
 
 def test_centerness_and_mask_loss_hand_worked():
-    pts = torch.tensor([[5.0, 5.0], [2.0, 5.0]])
-    boxes = torch.tensor([[0.0, 0.0, 10.0, 10.0]] * 2)
-    ctr = B.centerness_targets(pts, boxes)
+    from insplug.core.fcos import centerness_targets
+    # points (5, 5) and (2, 5) in the box (0, 0, 10, 10): (l, t, r, b) distances
+    ctr = centerness_targets(torch.tensor([[5.0, 5.0, 5.0, 5.0], [2.0, 5.0, 8.0, 5.0]]))
     assert torch.allclose(ctr, torch.tensor([1.0, (2.0 / 8.0) ** 0.5]))
     logits = torch.zeros(2, 3, 3)
     targets = torch.ones(2, 3, 3)
     # BCE(0, 1) = log 2 everywhere; weighted sum / denorm
     loss = B.blender_mask_loss(logits, targets, ctr, ctr.sum())
     assert loss.item() == pytest.approx(torch.log(torch.tensor(2.0)).item())
+
+
+def test_semantic_map_later_annotation_wins_and_zero_padding():
+    masks = torch.zeros(2, 16, 16, dtype=torch.bool)
+    masks[0, 0:8, 0:8] = True       # small instance of class 3 first
+    masks[1, :, :] = True           # big instance of class 1 painted over it (later wins)
+    sem = B.thing_semantic_map(masks, torch.tensor([3, 1]))
+    assert sem.unique().tolist() == [2]
+    assert B.thing_semantic_map(masks.flip(0), torch.tensor([1, 3]))[0, 0] == 4
+    # sampling at (8i, 8j) of a 12 x 12 map taken as zero-padded to 3 x 3 outputs
+    sem = torch.arange(144).reshape(12, 12)
+    out = B.downsample_semantic(sem, 8, (3, 3))
+    assert out.tolist() == [[0, 8, 0], [96, 104, 0], [0, 0, 0]]
+    assert B.downsample_semantic(sem, 8).tolist() == [[0]]  # F.interpolate size floor(12/8)
 
 
 def test_semantic_targets_background_zero_and_small_on_top():

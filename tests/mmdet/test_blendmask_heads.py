@@ -87,7 +87,7 @@ def test_blendmask_losses_grads_and_predict_with_empty_image(registry):
     assert losses['loss_mask'] > 0 and losses['loss_basis_sem'] > 0
     head = model.mask_head
     assert head.bottom_module.proto_conv.weight.grad.abs().sum() > 0
-    assert model.bbox_head.controller.weight.grad.abs().sum() > 0  # attentions (top layer)
+    assert model.bbox_head.top_layer.weight.grad.abs().sum() > 0  # attentions (top layer)
     for o in out:
         p = o.pred_instances
         assert p.masks.shape[1:] == (128, 128) and len(p.masks) == len(p.scores)

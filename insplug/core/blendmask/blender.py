@@ -9,18 +9,24 @@ R blender resolution (56), C classes (the semantic head predicts C + 1 with back
   attentions are bilinearly resized M -> R, softmax-normalised over K, and the mask logits are
   ``sum_k roi_k * attn_k`` (R, R).
 * Mask loss: per-instance mean pixel BCE against the GT mask cropped and resized to its box
-  (R x R), weighted by the FCOS centerness target of the location and divided by the sum of
-  those targets. In training the boxes are the GT boxes of the matched instances.
-* Auxiliary semantic loss on P3: cross-entropy against the "thing" segmentation built from the
-  instance masks (background 0, class c -> c + 1) at stride 8, weight 0.3.
+  (R x R), weighted by the FCOS centerness target of the location and divided by the FCOS
+  ``loss_denorm`` (GPU-averaged sum of those targets; :func:`insplug.core.fcos.fcos_losses`).
+  In training the boxes are the GT boxes of the matched instances.
+* Auxiliary semantic loss on P3: cross-entropy against the "thing" segmentation (background
+  0, class c -> c + 1) at stride 8, weight 0.3. As in AdelaiDet
+  (``datasets/prepare_thing_sem_from_instance.py``) the map is painted from *all* annotations
+  of the image, crowd ones included, in annotation order, so the later one wins at overlaps;
+  the model samples it at stride 8 (``F.interpolate(scale_factor=1/8)``, nearest).
+* Inference: the blender runs on the unclipped FCOS boxes; pasting follows detectron2's
+  ``detector_postprocess`` (:func:`insplug.core.fcos.rescale_clip_boxes`, ``>= 0.5``).
 """
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torchvision.ops import roi_align
 
-__all__ = ['pool_bases', 'blend', 'crop_and_resize_masks', 'centerness_targets',
-           'blender_mask_loss', 'semantic_targets', 'semantic_loss']
+__all__ = ['pool_bases', 'blend', 'crop_and_resize_masks', 'blender_mask_loss',
+           'thing_semantic_map', 'downsample_semantic', 'semantic_targets', 'semantic_loss']
 
 
 def pool_bases(bases: Tensor, boxes: Tensor, batch_inds: Tensor, resolution: int = 56,
@@ -86,23 +92,6 @@ def crop_and_resize_masks(masks: Tensor, boxes: Tensor, resolution: int = 56) ->
     return (out[:, 0] >= 0.5).float()
 
 
-def centerness_targets(points: Tensor, boxes: Tensor) -> Tensor:
-    """FCOS centerness of each location inside its matched box.
-
-    Args:
-        points: (N, 2) x, y locations.
-        boxes: (N, 4) matched boxes.
-
-    Returns:
-        (N,) sqrt(min(l, r) / max(l, r) * min(t, b) / max(t, b)), 0 outside the box.
-    """
-    lr = torch.stack([points[:, 0] - boxes[:, 0], boxes[:, 2] - points[:, 0]], 1).clamp(min=0)
-    tb = torch.stack([points[:, 1] - boxes[:, 1], boxes[:, 3] - points[:, 1]], 1).clamp(min=0)
-    ratio = (lr.min(1).values / lr.max(1).values.clamp(min=1e-6)) * \
-        (tb.min(1).values / tb.max(1).values.clamp(min=1e-6))
-    return ratio.sqrt()
-
-
 def blender_mask_loss(mask_logits: Tensor, mask_targets: Tensor, weights: Tensor,
                       denorm: Tensor) -> Tensor:
     """Centerness-weighted mask BCE.
@@ -121,36 +110,61 @@ def blender_mask_loss(mask_logits: Tensor, mask_targets: Tensor, weights: Tensor
 
 
 @torch.no_grad()
-def semantic_targets(masks: Tensor, labels: Tensor, size, stride: int) -> Tensor:
-    """"Thing" semantic map of one image from its instance masks, downsampled by ``stride``.
-
-    Background is 0 and class c is c + 1. Where instances overlap, the smaller one wins.
+def thing_semantic_map(masks: Tensor, labels: Tensor) -> Tensor:
+    """"Thing" semantic map of one image, painted in annotation order (later wins).
 
     Args:
-        masks: (G, Hi, Wi) bool/float instance masks.
+        masks: (G, H, W) bool/{0, 1} masks of ALL annotations of the image (crowd included),
+            in annotation order.
         labels: (G,) int classes in [0, C).
-        size: (h, w) output size (the P3 grid; Hi / stride rounded as the feature map).
-        stride: downsampling factor (BlendMask: 8); nearest sampling at the pixel
-            ``(stride * i, stride * j)`` like ``F.interpolate(scale_factor=1/stride)``.
 
     Returns:
-        (h, w) int64 map.
+        (H, W) int64: 0 background, c + 1 where the last annotation covering the pixel has
+        class c.
     """
-    h, w = size
-    out = torch.zeros((h, w), dtype=torch.long, device=labels.device)
+    h, w = masks.shape[-2:]
     if masks.size(0) == 0:
-        return out
-    sub = masks[:, ::stride, ::stride][:, :h, :w].bool()  # nearest, top-left sample
-    areas = masks.flatten(1).float().sum(1)
-    order = areas.argsort(descending=True)  # paint large first, small on top
-    sub, lab = sub[order], labels[order] + 1
-    hs, ws = sub.shape[-2:]
-    # last painter wins: index of the last (smallest) instance covering each pixel
-    idx = torch.arange(1, sub.size(0) + 1, device=sub.device)[:, None, None] * sub
-    top = idx.amax(0)  # (hs, ws), 0 = none
-    painted = torch.where(top > 0, lab[(top - 1).clamp(min=0)], torch.zeros_like(top))
-    out[:hs, :ws] = painted
+        return torch.zeros((h, w), dtype=torch.long, device=labels.device)
+    order = torch.arange(1, masks.size(0) + 1, device=masks.device)[:, None, None]
+    top = (order * masks.bool()).amax(0)  # (H, W) index + 1 of the last painter, 0 = none
+    lab = torch.cat([labels.new_zeros(1), labels.long() + 1]).to(masks.device)
+    return lab[top]
+
+
+def downsample_semantic(sem: Tensor, stride: int, size=None) -> Tensor:
+    """Nearest sampling at ``(stride * i, stride * j)`` (``F.interpolate(scale_factor=1/s)``).
+
+    Args:
+        sem: (..., H, W) int map. stride: s. size: optional (h, w): the map is then taken as
+            zero-padded (AdelaiDet pads ``basis_sem`` with 0 to the batch size first).
+
+    Returns:
+        (..., h, w); without ``size``, h = floor(H / s) (``F.interpolate``'s output size).
+    """
+    out = sem[..., ::stride, ::stride]
+    if size is None:
+        out = out[..., :sem.shape[-2] // stride, :sem.shape[-1] // stride]
+    else:  # the map may be smaller than the padded input: sample, then zero-pad (or crop)
+        h, w = size
+        pad = out.new_zeros(out.shape[:-2] + (h, w))
+        hh, ww = min(h, out.shape[-2]), min(w, out.shape[-1])
+        pad[..., :hh, :ww] = out[..., :hh, :ww]
+        out = pad
     return out
+
+
+@torch.no_grad()
+def semantic_targets(masks: Tensor, labels: Tensor, size, stride: int) -> Tensor:
+    """:func:`thing_semantic_map` then :func:`downsample_semantic` (one image).
+
+    Args:
+        masks: (G, Hi, Wi) masks in annotation order (crowd included when available).
+        labels: (G,) classes. size: (h, w) of the semantic logits. stride: 8.
+
+    Returns:
+        (h, w) int64.
+    """
+    return downsample_semantic(thing_semantic_map(masks, labels), stride, size)
 
 
 def semantic_loss(logits: Tensor, targets: Tensor, weight: float = 0.3) -> Tensor:

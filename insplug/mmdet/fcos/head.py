@@ -15,6 +15,7 @@ from torch import Tensor, nn
 
 from insplug.core.fcos import (fcos_locations, fcos_losses, fcos_predict_single, fcos_targets,
                                level_point_info, regress_ranges_from_sizes, rescale_clip_boxes)
+from insplug.mmdet.postprocess.nms import apply_nms_to_results
 from insplug.registry import MODELS
 
 __all__ = ['FaithfulFCOSHead']
@@ -56,7 +57,8 @@ class FaithfulFCOSHead(FCOSHead):
             the positive infos and in the predictions.
         test_cfg: ``score_thr`` (0.05), ``nms_pre`` (1000), ``thresh_with_ctr`` (False;
             BlendMask True), ``candidate_mode`` ('threshold_topk' | 'point_topk'),
-            ``score`` ('sqrt' | 'product' | 'cls'), ``nms=dict(iou_threshold=0.6)``,
+            ``score`` ('sqrt' | 'product' | 'cls'), ``nms=dict(type='nms', iou_threshold=0.6)`` (class-aware torchvision NMS + kthvalue
+            top-k, official) or a registered insplug NMS (``BoxNMS``, ``FastNMS``, ...),
             ``max_per_img`` (100), ``clip_before_nms`` (False; FCOS-official / mmdet 1.x True,
             to ``img_shape - clip_offset``). Unless asked, boxes are not clipped before a
             mask head (AdelaiDet, centermask2); a detector
@@ -222,7 +224,12 @@ class FaithfulFCOSHead(FCOSHead):
                         rescale: bool = False, with_nms: bool = True) -> List[InstanceData]:
         cfg = copy.deepcopy(cfg if cfg is not None else self.test_cfg) or {}
         opts = {k: cfg.get(k, v) for k, v in _TEST_DEFAULTS.items()}
-        nms_thr = opts['nms'].get('iou_threshold', 0.6) if with_nms and opts['nms'] else 0.0
+        nms_cfg = opts['nms']
+        registered_nms = bool(nms_cfg) and nms_cfg.get('type', 'nms') != 'nms'
+        if registered_nms or not with_nms or not nms_cfg:
+            nms_thr, max_per_img = 0.0, (-1 if registered_nms else opts['max_per_img'])
+        else:
+            nms_thr, max_per_img = nms_cfg.get('iou_threshold', 0.6), opts['max_per_img']
         featmap_sizes = [f.shape[-2:] for f in cls_scores]
         points = self._points(featmap_sizes, bbox_preds[0].dtype, bbox_preds[0].device)
         all_points = torch.cat(points)
@@ -235,7 +242,7 @@ class FaithfulFCOSHead(FCOSHead):
                 score_thr=opts['score_thr'], nms_pre=opts['nms_pre'],
                 thresh_with_ctr=opts['thresh_with_ctr'],
                 candidate_mode=opts['candidate_mode'], score=opts['score'],
-                nms_thr=nms_thr, max_per_img=opts['max_per_img'],
+                nms_thr=nms_thr, max_per_img=max_per_img,
                 clip_hw=meta['img_shape'][:2] if opts['clip_before_nms'] else None,
                 clip_offset=opts['clip_offset'])
             res = InstanceData(bboxes=det['bboxes'], scores=det['scores'], labels=det['labels'])
@@ -245,6 +252,8 @@ class FaithfulFCOSHead(FCOSHead):
                 res.param_preds = torch.cat(
                     [t[i].permute(1, 2, 0).reshape(-1, t.shape[1]) for t in top_feats]
                 )[det['point_inds']]
+            if registered_nms and with_nms and len(res) > 0:
+                res = apply_nms_to_results(res, nms_cfg)[:opts['max_per_img']]
             if rescale:
                 sf = meta['scale_factor']
                 h, w = meta['ori_shape'][:2]
