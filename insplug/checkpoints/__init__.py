@@ -8,7 +8,7 @@
   that ``tools/convert_checkpoint.py`` converts official checkpoints).
 """
 from .fit import CheckpointMismatchError, StateDictFit, check_state_dict_fit
-from .safe_load import TRUST_ENV, UnsafeCheckpointError, safe_load
+from .safe_load import TRUST_ENV, UnsafeCheckpointError, safe_load, safe_pickle_load
 
-__all__ = ['safe_load', 'UnsafeCheckpointError', 'TRUST_ENV', 'check_state_dict_fit',
+__all__ = ['safe_load', 'safe_pickle_load', 'UnsafeCheckpointError', 'TRUST_ENV', 'check_state_dict_fit',
            'StateDictFit', 'CheckpointMismatchError']

@@ -125,3 +125,42 @@ def _refusal(filename, error):
             'Loading it would run code the file names. If you trust this file, set '
             f'{TRUST_ENV}=1 or pass --unsafe-load to the tool; otherwise ask for the state_dict '
             'alone (torch.save(model.state_dict(), path)).')
+
+
+class _NumpyOnlyUnpickler(pickle.Unpickler):
+    """A plain-pickle reader for the detectron2 / Caffe2 model zoo ``.pkl`` files: dicts of numpy
+    arrays. It resolves only numpy's array/dtype/scalar reconstruction and OrderedDict."""
+
+    _ALLOWED = {('collections', 'OrderedDict')} | {
+        (module, name) for module in ('numpy.core.multiarray', 'numpy._core.multiarray')
+        for name in ('_reconstruct', 'scalar')} | {('numpy', 'ndarray'), ('numpy', 'dtype')}
+
+    def find_class(self, module, name):
+        if (module, name) in self._ALLOWED or (module == 'numpy.dtypes'
+                                               and name.endswith('DType')):
+            return super().find_class(module, name)
+        raise UnsafeCheckpointError(f'{module}.{name}')
+
+
+def safe_pickle_load(filename, trust=None):
+    """Read a plain pickle checkpoint (detectron2's ``.pkl`` model zoo format) safely.
+
+    Only numpy arrays, dtypes and scalars inside dicts/lists are accepted; anything else needs
+    the same opt-in as :func:`safe_load` (``trust=True`` or ``INSPLUG_TRUST_CHECKPOINTS=1``).
+    """
+    filename = osp.expanduser(str(filename))
+    if trust is None:
+        trust = trusted_by_environment()
+    with open(filename, 'rb') as f:
+        try:
+            return _NumpyOnlyUnpickler(f, encoding='latin1').load()
+        except UnsafeCheckpointError as error:
+            if not trust:
+                raise UnsafeCheckpointError(
+                    f'refusing to load {filename}: it is not a plain weights pickle (it asks for '
+                    f'{error}). Loading it would run code the file names. If you trust this '
+                    f'file, set {TRUST_ENV}=1 or pass --unsafe-load to the tool.') from None
+        warnings.warn(f'{filename}: loading with a FULL unpickle because {TRUST_ENV}=1 / '
+                      '--unsafe-load was given; this runs any code the file contains')
+        f.seek(0)
+        return pickle.load(f, encoding='latin1')

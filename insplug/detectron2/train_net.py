@@ -16,7 +16,7 @@ Example::
 import importlib.util
 import os.path as osp
 
-from detectron2.checkpoint import DetectionCheckpointer
+from insplug.detectron2.checkpoint import SafeDetectionCheckpointer
 from detectron2.config import get_cfg
 from detectron2.data import DatasetCatalog
 from detectron2.engine import DefaultTrainer, default_argument_parser, default_setup, launch
@@ -88,7 +88,7 @@ def main(args):
     register_datasets(cfg, args.shapes_root, args.dataset or ())
     if args.eval_only:
         model = Trainer.build_model(cfg)
-        DetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(
+        SafeDetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(
             cfg.MODEL.WEIGHTS, resume=args.resume)
         return Trainer.test(cfg, model)
     trainer = Trainer(cfg)

@@ -191,3 +191,23 @@ def test_load_from_partial_only_when_explicit(tmp_path):
     partial.load_or_resume()  # loads, with a warning summarising what was not
     loaded = partial.model.state_dict()
     assert all(torch.equal(loaded[k], v) for k, v in state.items())
+
+
+def test_detectron2_pkl_reader_takes_numpy_weights_and_refuses_code(tmp_path, monkeypatch):
+    """detectron2's model-zoo ``.pkl`` files are plain pickles of numpy arrays."""
+    import numpy as np
+
+    from insplug.checkpoints import safe_pickle_load
+    monkeypatch.delenv('INSPLUG_TRUST_CHECKPOINTS', raising=False)
+    good = tmp_path / 'model_final.pkl'
+    with open(good, 'wb') as f:
+        pickle.dump({'model': {'conv.weight': np.ones((2, 3), np.float32)},
+                     '__author__': 'Detectron2 Model Zoo'}, f)
+    assert safe_pickle_load(good)['model']['conv.weight'].sum() == 6
+    marker = tmp_path / 'pwned'
+    evil = tmp_path / 'evil.pkl'
+    with open(evil, 'wb') as f:
+        pickle.dump({'model': _RunsCommand(f'touch {marker}')}, f)
+    with pytest.raises(UnsafeCheckpointError, match='refusing to load .*evil.pkl'):
+        safe_pickle_load(evil)
+    assert not marker.exists()
