@@ -150,6 +150,19 @@ def test_mask_targets_match_official(golden):
     assert torch.equal(ours.bool(), golden['mask_targets'])
 
 
+def test_bitmap_mask_targets_match_official(golden):
+    from mmdet.structures.mask import BitmapMasks
+    _, mask_head = build(golden)
+    ours = []
+    for gt in gt_instances(golden, torch.float32):
+        bitmaps = BitmapMasks(gt.masks.to_ndarray(), gt.masks.height, gt.masks.width)
+        ours.append(mask_head.mask_targets(InstanceData(bboxes=gt.bboxes, masks=bitmaps),
+                                           'cpu'))
+    ours = torch.cat(ours).bool()
+    assert torch.equal(ours, golden['mask_targets_bitmap'])
+    assert not torch.equal(ours, golden['mask_targets'])  # the two formats do differ
+
+
 def test_training_forward_and_losses_match_official(golden):
     bbox_head, mask_head = build(golden)
     bbox_head.train()
