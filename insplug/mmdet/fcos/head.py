@@ -63,6 +63,8 @@ class FaithfulFCOSHead(FCOSHead):
             to ``img_shape - clip_offset``). Unless asked, boxes are not clipped before a
             mask head (AdelaiDet, centermask2); a detector
             without mask head (``rescale=True``) gets detectron2's scale + clip + drop-empty.
+            ``predict_by_feat`` also works in training mode (proposals for a second stage, as
+            centermask2 makes them; pass the training thresholds as ``cfg``).
     """
 
     def __init__(self, num_classes: int, in_channels: int,
@@ -233,11 +235,16 @@ class FaithfulFCOSHead(FCOSHead):
         featmap_sizes = [f.shape[-2:] for f in cls_scores]
         points = self._points(featmap_sizes, bbox_preds[0].dtype, bbox_preds[0].device)
         all_points = torch.cat(points)
+        # forward() returns stride units in training mode (norm_reg_targets): predictions made
+        # while training (e.g. CenterMask's proposals) are decoded in pixels too
+        strides = [st[0] if isinstance(st, (tuple, list)) else st for st in self.strides]
+        reg_scales = strides if (self.training and self.norm_reg_targets) else [1] * len(strides)
         results = []
         for i, meta in enumerate(batch_img_metas):
             det = fcos_predict_single(
                 [c[i].permute(1, 2, 0).reshape(-1, self.cls_out_channels) for c in cls_scores],
-                [b[i].permute(1, 2, 0).reshape(-1, 4) for b in bbox_preds],
+                [b[i].permute(1, 2, 0).reshape(-1, 4) * scale
+                 for b, scale in zip(bbox_preds, reg_scales)],
                 [s[i].reshape(-1) for s in score_factors], points,
                 score_thr=opts['score_thr'], nms_pre=opts['nms_pre'],
                 thresh_with_ctr=opts['thresh_with_ctr'],
