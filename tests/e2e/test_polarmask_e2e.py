@@ -12,6 +12,7 @@ changed data order or thread count.
 Measured segm mAP50 (segm mAP) after the run, seeds 0/1/2, with the official PolarMask targets,
 losses and post-processing (largest-contour rays, +1 IoU, cv2 polygon fill):
   OMP_NUM_THREADS=1: 0.346 (0.227) / 0.632 (0.241) / 0.403 (0.151)
+  OMP_NUM_THREADS=2: 0.354 (0.228) (seed 0)
 (before the switch to the official rules: 0.485 / 0.488 / 0.352 with one thread, 0.462 / 0.448
 / 0.335 with two.)
 Loss (mean of first / last 8 iterations) falls to 0.16-0.17 of its start (7.2-7.7 -> 1.1-1.3).
