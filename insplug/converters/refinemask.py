@@ -157,6 +157,26 @@ def save_detectron2_checkpoint(state_dict, dst):
     torch.save({'model': dict(state_dict), '__author__': 'insplug'}, dst)
 
 
+DETECTRON2_METHODS = ('refinemask', 'sparseinst')
+
+
+def detectron2_state_of(checkpoint):
+    """The detectron2-layout state_dict of a file written by ``tools/convert_checkpoint.py
+    refinemask|sparseinst`` (mmengine ``{'state_dict', 'meta': {'converted_from': METHOD}}``), or
+    None for any other checkpoint. Lets a detectron2 checkpointer read the converted file as it
+    is (``insplug.detectron2.checkpoint.SafeDetectionCheckpointer._load_file`` can return
+    ``{'model': detectron2_state_of(loaded)}`` when this is not None)."""
+    import importlib
+    if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get('state_dict'), dict):
+        return None
+    meta = checkpoint.get('meta')
+    method = meta.get('converted_from') if isinstance(meta, dict) else None
+    if method not in DETECTRON2_METHODS:
+        return None
+    module = importlib.import_module(f'insplug.converters.{method}')
+    return module.to_detectron2(checkpoint['state_dict'])
+
+
 def convert_checkpoint_to_detectron2(method, src, dst, config=None):
     """An official checkpoint -> a detectron2 checkpoint for insplug's detectron2 adapter.
 

@@ -60,10 +60,16 @@ def load_converted(d2_model, mm_model, module, tmp_path):
                                    sorted(d2_keys - set(state))[:5])
     path = str(tmp_path / 'converted_d2.pth')
     from insplug.converters.refinemask import save_detectron2_checkpoint
+    from insplug.detectron2.checkpoint import SafeDetectionCheckpointer
     save_detectron2_checkpoint(state, path)
-    DetectionCheckpointer(d2_model).load(path)
-    for key, value in d2_model.state_dict().items():
-        assert torch.equal(value, state[key]), key
+    # detectron2's own checkpointer, then insplug's (used by tools/d2_train_net.py)
+    for checkpointer in (DetectionCheckpointer, SafeDetectionCheckpointer):
+        with torch.no_grad():
+            for value in d2_model.state_dict().values():
+                value.zero_()
+        checkpointer(d2_model).load(path)
+        for key, value in d2_model.state_dict().items():
+            assert torch.equal(value, state[key]), (checkpointer.__name__, key)
 
 
 def test_sparseinst_converted_checkpoint(tmp_path):

@@ -107,6 +107,10 @@ def test_predictions(model):
         model.bbox_head.test_cfg['score_thr'] = 0.05
     assert 0 < len(out) <= 50
     assert out.masks.shape[1:] == (64, 64) and out.masks.dtype == torch.bool
+    # an untrained model's scores (prior 0.01) are below the 0.05 threshold: no detections
+    with torch.no_grad():
+        empty = model.predict(torch.rand(1, 3, 128, 128), [s])[0].pred_instances
+    assert len(empty) == 0 and empty.masks.shape == (0, 64, 64)
 
 
 def test_earlier_revision_options_run():

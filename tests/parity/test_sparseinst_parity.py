@@ -300,3 +300,18 @@ def test_official_file_to_detectron2_checkpoint(golden, tmp_path):
     assert set(saved['model']) == set(state)
     assert torch.equal(saved['model']['encoder.laterals.0.weight'],
                        official['encoder.fpn_laterals.2.weight'])
+
+
+def test_converted_file_is_readable_as_detectron2_state(golden, tmp_path):
+    """The file ``tools/convert_checkpoint.py sparseinst`` writes maps to the detectron2 layout."""
+    from insplug.converters import convert_checkpoint
+    from insplug.converters.refinemask import detectron2_state_of
+    from insplug.converters.sparseinst import to_detectron2
+    src, dst = tmp_path / 'official.pth', tmp_path / 'converted.pth'
+    torch.save({'model': official_checkpoint(golden)}, src)
+    converted = convert_checkpoint('sparseinst', str(src), str(dst))
+    loaded = torch.load(dst, weights_only=True)
+    state = detectron2_state_of(loaded)
+    assert state is not None and set(state) == set(to_detectron2(converted))
+    assert detectron2_state_of({'state_dict': converted, 'meta': {}}) is None
+    assert detectron2_state_of({'model': converted}) is None

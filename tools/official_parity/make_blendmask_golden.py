@@ -226,6 +226,11 @@ def main():
     # official mask targets (gt_masks.crop_and_resize) and positives
     mask_targets = torch.cat([b['instances'].gt_masks.crop_and_resize(
         b['instances'].gt_boxes.tensor, RES) for b in batched])
+    # the same objects as bitmaps (INPUT.MASK_FORMAT 'bitmask'): RoIAlign >= 0.5
+    from detectron2.structures import BitMasks
+    mask_targets_bitmap = torch.cat([
+        BitMasks.from_polygon_masks(b['instances'].gt_masks, *b['image'].shape[-2:])
+        .crop_and_resize(b['instances'].gt_boxes.tensor.float(), RES) for b in batched])
 
     # ---- inference (state reset: the training forward moved the BN running stats), in
     # float32: detectron2's batched_nms casts the boxes, not the scores, to float32
@@ -268,7 +273,8 @@ def main():
         basis_sem=[b['basis_sem'].to(torch.uint8) for b in batched],
         losses={k: v.detach() for k, v in losses.items()},
         train_bases=train_bases, train_mask_logits=train_logits,
-        mask_targets=mask_targets.bool(), sem_logits=sem_logits.detach(),
+        mask_targets=mask_targets.bool(), mask_targets_bitmap=mask_targets_bitmap.bool(),
+        sem_logits=sem_logits.detach(),
         sem_targets=sem_targets, test_bases=test_bases, test_mask_logits=test_logits,
         pred=preds, full_r50_keys=full_keys)
     os.makedirs(os.path.dirname(OUT), exist_ok=True)
