@@ -1,6 +1,7 @@
 """Convert an official checkpoint to insplug's layout.
 
-    python tools/convert_checkpoint.py METHOD IN OUT [--config CONFIG] [--unsafe-load]
+    python tools/convert_checkpoint.py METHOD IN OUT [--config CONFIG] [--to detectron2]
+                                       [--unsafe-load]
     python tools/convert_checkpoint.py --list
 
 The official file is read weights-only; ``--unsafe-load`` allows a full unpickle of a file you
@@ -17,6 +18,9 @@ def parse_args(argv=None):
     parser.add_argument('src', nargs='?', help='the official checkpoint')
     parser.add_argument('dst', nargs='?', help='where to write the converted checkpoint')
     parser.add_argument('--config', help='check that the result fills this config\'s model')
+    parser.add_argument('--to', choices=['mmdet', 'detectron2'], default='mmdet',
+                        help='layout of OUT: insplug\'s mmdet model (default; insplug\'s '
+                             'detectron2 checkpointer reads it too) or a detectron2 checkpoint')
     parser.add_argument('--unsafe-load', action='store_true',
                         help='allow a full unpickle of SRC (runs code in the file: trusted '
                              'files only)')
@@ -37,8 +41,14 @@ def main(argv=None):
         print('error: METHOD IN OUT are required (or --list)', file=sys.stderr)
         return 2
     try:
-        converted = convert_checkpoint(args.method, args.src, args.dst, config=args.config,
-                                       trust=True if args.unsafe_load else None)
+        trust = True if args.unsafe_load else None
+        if args.to == 'detectron2':
+            from insplug.converters.to_detectron2 import convert_checkpoint_to_detectron2
+            converted = convert_checkpoint_to_detectron2(args.method, args.src, args.dst,
+                                                         config=args.config, trust=trust)
+        else:
+            converted = convert_checkpoint(args.method, args.src, args.dst, config=args.config,
+                                           trust=trust)
     except (ConversionError, UnsafeCheckpointError, FileNotFoundError) as error:
         print(f'error: {error}', file=sys.stderr)
         return 2

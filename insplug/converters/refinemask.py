@@ -26,16 +26,14 @@ Check against the R50 config (every model tensor filled, shapes equal)::
 
 :func:`to_detectron2` maps the converted (mmdet-layout) state_dict to the layout of insplug's
 detectron2 adapter (``GeneralizedRCNN`` + ``RefineMaskROIHeads``), so that the same weights load
-into ``insplug.detectron2``; :func:`save_detectron2_checkpoint` writes it as a detectron2
-checkpoint (``{'model': ...}``) for ``MODEL.WEIGHTS``; :func:`convert_checkpoint_to_detectron2`
-does both from the official file.
+into ``insplug.detectron2``; :mod:`insplug.converters.to_detectron2` writes such
+checkpoints and reads converted files for detectron2.
 """
 import re
 
-import torch
-
 from insplug.converters import register_converter
 from insplug.converters.common import ConversionError, rename_keys
+from insplug.converters.to_detectron2 import mmdet_resnet_to_detectron2_rules
 
 HEAD = r'^roi_head\.mask_head\.'
 DST = 'roi_head.mask_head.'
@@ -95,27 +93,6 @@ def convert_refinemask(state_dict):
 
 
 # ----------------------------------------------------------------------------- detectron2
-def mmdet_resnet_to_detectron2_rules(src_prefix='backbone.', dst_prefix='backbone.bottom_up.'):
-    """Rules from mmdet's (torchvision-named) ``ResNet`` to detectron2's ``ResNet``.
-
-    ``num_batches_tracked`` is dropped (detectron2's FrozenBN/BN checkpoints do not need it).
-    """
-    p, d = re.escape(src_prefix), dst_prefix
-    norm = r'(weight|bias|running_mean|running_var)$'
-    rules = [(rf'^{p}conv1\.weight$', f'{d}stem.conv1.weight'),
-             (rf'^{p}bn1\.{norm}', rf'{d}stem.conv1.norm.\1'),
-             (rf'^{p}.*num_batches_tracked$', None)]
-    for n in range(1, 5):
-        res = f'res{n + 1}'
-        rules += [
-            (rf'^{p}layer{n}\.(\d+)\.conv([123])\.weight$', rf'{d}{res}.\1.conv\2.weight'),
-            (rf'^{p}layer{n}\.(\d+)\.bn([123])\.{norm}', rf'{d}{res}.\1.conv\2.norm.\3'),
-            (rf'^{p}layer{n}\.(\d+)\.downsample\.0\.weight$', rf'{d}{res}.\1.shortcut.weight'),
-            (rf'^{p}layer{n}\.(\d+)\.downsample\.1\.{norm}', rf'{d}{res}.\1.shortcut.norm.\2'),
-        ]
-    return rules
-
-
 D2_RULES = mmdet_resnet_to_detectron2_rules() + [
     (r'^neck\.lateral_convs\.0\.conv\.', 'backbone.fpn_lateral2.'),
     (r'^neck\.lateral_convs\.1\.conv\.', 'backbone.fpn_lateral3.'),
@@ -149,58 +126,3 @@ def to_detectron2(state_dict):
     RGB input with the torchvision mean/std, ``ROIAlignV2``).
     """
     return rename_keys(state_dict, D2_RULES, method='refinemask (to detectron2)')
-
-
-def save_detectron2_checkpoint(state_dict, dst):
-    """Write ``{'model': state_dict, '__author__': 'insplug'}``: what detectron2's
-    ``DetectionCheckpointer`` loads from ``MODEL.WEIGHTS`` (no name-matching heuristics)."""
-    torch.save({'model': dict(state_dict), '__author__': 'insplug'}, dst)
-
-
-DETECTRON2_METHODS = ('refinemask', 'sparseinst')
-
-
-def detectron2_state_of(checkpoint):
-    """The detectron2-layout state_dict of a file written by ``tools/convert_checkpoint.py
-    refinemask|sparseinst`` (mmengine ``{'state_dict', 'meta': {'converted_from': METHOD}}``), or
-    None for any other checkpoint. Lets a detectron2 checkpointer read the converted file as it
-    is (``insplug.detectron2.checkpoint.SafeDetectionCheckpointer._load_file`` can return
-    ``{'model': detectron2_state_of(loaded)}`` when this is not None)."""
-    import importlib
-    if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get('state_dict'), dict):
-        return None
-    meta = checkpoint.get('meta')
-    method = meta.get('converted_from') if isinstance(meta, dict) else None
-    if method not in DETECTRON2_METHODS:
-        return None
-    module = importlib.import_module(f'insplug.converters.{method}')
-    return module.to_detectron2(checkpoint['state_dict'])
-
-
-def convert_checkpoint_to_detectron2(method, src, dst, config=None):
-    """An official checkpoint -> a detectron2 checkpoint for insplug's detectron2 adapter.
-
-    ``method`` is 'refinemask' or 'sparseinst' (the methods with a detectron2 adapter). The
-    official file is converted (and, with ``config``, checked strictly) as by
-    :func:`insplug.converters.convert_checkpoint`, mapped by the method's ``to_detectron2`` and
-    written by :func:`save_detectron2_checkpoint`::
-
-        convert_checkpoint_to_detectron2('sparseinst', 'sparse_inst_r50_giam_aug_2b7d68.pth',
-                                         'sparseinst_r50_giam_d2.pth',
-                                         config='configs/sparseinst/sparseinst_r50_giam.py')
-
-    Returns:
-        the detectron2-layout ``{key: Tensor}``.
-    """
-    import importlib
-
-    from insplug.converters import convert_checkpoint
-    try:
-        module = importlib.import_module(f'insplug.converters.{method}')
-        mapping = module.to_detectron2
-    except (ImportError, AttributeError):
-        raise ConversionError(f'{method}: no detectron2 layout; insplug has detectron2 adapters '
-                              'for refinemask and sparseinst') from None
-    state = mapping(convert_checkpoint(method, src, config=config))
-    save_detectron2_checkpoint(state, dst)
-    return state

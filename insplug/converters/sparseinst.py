@@ -21,14 +21,14 @@ Every tensor is placed unchanged (1:1). Check against the R-50 G-IAM config::
 
 :func:`to_detectron2` maps the converted (mmdet-layout) state_dict to insplug's detectron2
 adapter ``InsplugSparseInst`` (detectron2 ResNet names for the backbone, insplug names for
-encoder and decoder); :func:`insplug.converters.refinemask.save_detectron2_checkpoint` writes it
+encoder and decoder); :func:`insplug.converters.to_detectron2.save_detectron2_checkpoint` writes it
 for ``MODEL.WEIGHTS``.
 """
 import re
 
 from insplug.converters import register_converter
 from insplug.converters.common import rename_keys, resnet_rules
-from insplug.converters.refinemask import mmdet_resnet_to_detectron2_rules
+from insplug.converters.to_detectron2 import mmdet_resnet_to_detectron2_rules
 
 NUM_LEVELS = 3  # C3, C4, C5
 

@@ -4,13 +4,16 @@ detectron2 reads ``.pkl`` model-zoo files with a plain ``pickle.load`` and ``.pt
 ``torch.load``; either can run code a crafted file names. This checkpointer reads ``.pkl`` files
 with :func:`insplug.checkpoints.safe_pickle_load` (numpy arrays only) and everything else with
 :func:`insplug.checkpoints.safe_load` (weights-only, mmengine's state types allowed), then hands
-the result to detectron2's usual conversions (name-matching heuristics, Caffe2 names). The
-opt-in for a trusted file is the same: ``INSPLUG_TRUST_CHECKPOINTS=1``.
+the result to detectron2's usual conversions (name-matching heuristics, Caffe2 names). A file
+written by ``tools/convert_checkpoint.py refinemask|sparseinst`` (mmdet layout) is mapped to the
+adapter's layout on the fly. The opt-in for a trusted file is the same:
+``INSPLUG_TRUST_CHECKPOINTS=1``.
 """
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.utils.file_io import PathManager
 
 from insplug.checkpoints.safe_load import safe_load, safe_pickle_load
+from insplug.converters.to_detectron2 import detectron2_state_of
 
 
 class SafeDetectionCheckpointer(DetectionCheckpointer):
@@ -27,6 +30,9 @@ class SafeDetectionCheckpointer(DetectionCheckpointer):
             data = {k: v for k, v in data.items() if not k.endswith('_momentum')}
             return {'model': data, '__author__': 'Caffe2', 'matching_heuristics': True}
         loaded = safe_load(local, map_location='cpu')
+        converted = detectron2_state_of(loaded)
+        if converted is not None:  # insplug's converter output: exact names, no heuristics
+            return {'model': converted, '__author__': 'insplug'}
         if 'model' not in loaded:
             loaded = {'model': loaded}
         loaded['matching_heuristics'] = True

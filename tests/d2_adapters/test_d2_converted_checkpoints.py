@@ -59,7 +59,7 @@ def load_converted(d2_model, mm_model, module, tmp_path):
     assert set(state) == d2_keys, (sorted(set(state) - d2_keys)[:5],
                                    sorted(d2_keys - set(state))[:5])
     path = str(tmp_path / 'converted_d2.pth')
-    from insplug.converters.refinemask import save_detectron2_checkpoint
+    from insplug.converters.to_detectron2 import save_detectron2_checkpoint
     from insplug.detectron2.checkpoint import SafeDetectionCheckpointer
     save_detectron2_checkpoint(state, path)
     # detectron2's own checkpointer, then insplug's (used by tools/d2_train_net.py)

@@ -291,7 +291,7 @@ def test_to_detectron2_layout(golden):
 
 def test_official_file_to_detectron2_checkpoint(golden, tmp_path):
     """Official .pth -> detectron2 checkpoint file, read back weights-only."""
-    from insplug.converters.refinemask import convert_checkpoint_to_detectron2
+    from insplug.converters.to_detectron2 import convert_checkpoint_to_detectron2
     official = official_checkpoint(golden)
     src, dst = tmp_path / 'official.pth', tmp_path / 'd2.pth'
     torch.save({'model': official, 'iteration': 1}, src)   # the detectron2 release format
@@ -305,7 +305,7 @@ def test_official_file_to_detectron2_checkpoint(golden, tmp_path):
 def test_converted_file_is_readable_as_detectron2_state(golden, tmp_path):
     """The file ``tools/convert_checkpoint.py sparseinst`` writes maps to the detectron2 layout."""
     from insplug.converters import convert_checkpoint
-    from insplug.converters.refinemask import detectron2_state_of
+    from insplug.converters.to_detectron2 import detectron2_state_of
     from insplug.converters.sparseinst import to_detectron2
     src, dst = tmp_path / 'official.pth', tmp_path / 'converted.pth'
     torch.save({'model': official_checkpoint(golden)}, src)
