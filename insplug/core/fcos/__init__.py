@@ -63,7 +63,8 @@ test nms iou / max    0.6 / 100  0.6 / 100  0.6 / 100       0.6 / 100   cfg
 the FCOS-official and PolarMask columns were read from their code: maskrcnn-benchmark's NMS
 uses legacy ``+1`` areas, which torchvision's NMS used here does not.)
 
-Tower convs carry a bias (all releases; ``conv_bias=True``), GN(32) by default. Norm layers get
+Tower convs carry a bias in the AdelaiDet, centermask2 and FCOS-official releases
+(``conv_bias=True``), GN(32) by default; PolarMask's towers have none (``bias=norm_cfg is None``). Norm layers get
 no weight decay in the detectron2-based releases (``SOLVER.WEIGHT_DECAY_NORM = 0``): express it
 in the config with ``optim_wrapper.paramwise_cfg = dict(norm_decay_mult=0.0)``.
 """
