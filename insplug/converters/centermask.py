@@ -15,7 +15,8 @@ are detectron2 checkpoints ``{'model': {key: Tensor}, ...}``. Official layout ->
 * FCOS ``proposal_generator.fcos_head.{cls,bbox}_tower.{j}`` (conv, GN, ReLU per layer, or conv,
   ReLU without norm) -> ``bbox_head.{cls,reg}_convs.{i}.{conv,gn}``; ``cls_logits``,
   ``bbox_pred``, ``ctrness``, ``scales.{i}.scale`` -> ``conv_cls``, ``conv_reg``,
-  ``conv_centerness``, ``scales.{i}.scale`` (``FaithfulFCOSHead``: tower convs with bias).
+  ``conv_centerness``, ``scales.{i}.scale`` (``FaithfulFCOSHead``: tower convs with bias;
+  the (1,) Scale tensors become mmcv's 0-d ones).
 * ``roi_heads.mask_head.mask_fcn{k}/spatialAtt.conv/deconv/predictor`` ->
   ``roi_head.mask_head.convs.{k-1}/attention_conv/deconv/predictor``;
   ``roi_heads.maskiou_head.maskiou_fcn{k}/maskiou_fc1/maskiou_fc2/maskiou`` ->
@@ -137,7 +138,9 @@ def convert_centermask(state_dict):
     rules += _fcos_rules(rest)
     rules += [(p, r) for p, r in ROI_RULES if not callable(r)]
     out.update(rename_keys(rest, rules, method='centermask'))
-    return out
+    # AdelaiDet-style Scale holds a (1,) tensor; mmcv's Scale a 0-d one
+    return {k: (v.reshape(()) if re.match(r'^bbox_head\.scales\.\d+\.scale$', k) else v)
+            for k, v in out.items()}
 
 
 @register_converter(

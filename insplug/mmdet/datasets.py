@@ -248,7 +248,8 @@ class ValidatedCocoDataset(CocoDataset):
     def parse_data_info(self, raw_data_info):
         img_info = raw_data_info['raw_img_info']
         self._orphans = getattr(self.coco, 'orphan_annotations', None)
-        if self.check_image_size and self.backend_args is None:
+        if self.check_image_size and self.backend_args is None and \
+                '://' not in self.data_prefix['img']:  # local files only
             self._check_image(img_info)
         height, width = img_info['height'], img_info['width']
         kept = []

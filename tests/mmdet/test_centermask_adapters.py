@@ -100,5 +100,9 @@ def test_predictions_rescored_and_rescaled(model):
     finally:
         model.bbox_head.test_cfg['score_thr'] = 0.05
     assert len(out) > 0 and out.masks.shape[1:] == (64, 64)
-    # MaskIoU rescoring: every score is the FCOS score times a predicted IoU
-    assert not torch.allclose(out.scores, fcos_scores)
+    # boxes rescaled to the original image and clipped to it (empty ones dropped)
+    assert float(out.bboxes.min()) >= 0 and float(out.bboxes.max()) <= 64
+    assert bool(((out.bboxes[:, 2:] - out.bboxes[:, :2]) > 0).all())
+    # MaskIoU rescoring goes to `mask_scores` (segm); the box keeps its FCOS score (bbox)
+    assert bool(torch.isin(out.scores, fcos_scores).all())
+    assert not torch.allclose(out.mask_scores, out.scores)

@@ -1,15 +1,30 @@
 """CenterMask detector: FCOS (``bbox_head``) proposes boxes, ``roi_head`` segments them."""
+import torch
 from mmdet.models.detectors import SingleStageDetector
+from mmdet.models.utils import unpack_gt_instances
 
 from insplug.registry import MODELS
 
 
+def _pixel_boxes(head, bbox_preds):
+    """Training-mode box regressions in pixels: heads that normalise the regression by the
+    stride (``norm_reg_targets`` / mmdet's ``norm_on_bbox``) return stride units while
+    training; centermask2 multiplies them back (``r * s``) before decoding its proposals."""
+    if getattr(head, 'norm_reg_targets', getattr(head, 'norm_on_bbox', False)):
+        strides = [s[0] if isinstance(s, (tuple, list)) else s for s in head.strides]
+        return [b * s for b, s in zip(bbox_preds, strides)]
+    return list(bbox_preds)
+
+
 @MODELS.register_module()
 class CenterMask(SingleStageDetector):
-    """Backbone + FPN + FCOS head + :class:`CenterMaskRoIHead`.
+    """Backbone + FPN + FCOS head + :class:`CenterMaskRoIHead` (centermask2's
+    ``GeneralizedRCNN`` with the ``FCOS`` proposal generator and ``CenterROIHeads``).
 
-    ``train_cfg.proposal`` (FCOS post-processing in training: CenterMask2 keeps the top 100
-    after NMS 0.6) gives the proposals whose positives train the mask head.
+    ``train_cfg.proposal`` (FCOS post-processing in training: centermask2 keeps the top 100
+    after NMS 0.6, threshold 0.05, 1000 candidates per level) gives the proposals whose
+    positives train the mask head; ``test_cfg`` (top 50) gives the detections to segment.
+    Boxes reach the RoI head unclipped; they are clipped when the masks are pasted.
     """
 
     def __init__(self, backbone, neck, bbox_head, roi_head, train_cfg=None, test_cfg=None,
@@ -20,9 +35,18 @@ class CenterMask(SingleStageDetector):
 
     def loss(self, batch_inputs, batch_data_samples):
         x = self.extract_feat(batch_inputs)
+        outs = self.bbox_head(x)
+        gts, gts_ignore, metas = unpack_gt_instances(batch_data_samples)
+        losses = self.bbox_head.loss_by_feat(outs[0], outs[1], outs[2], batch_gt_instances=gts,
+                                             batch_img_metas=metas,
+                                             batch_gt_instances_ignore=gts_ignore)
         proposal_cfg = (self.train_cfg or {}).get('proposal', self.test_cfg)
-        losses, proposals = self.bbox_head.loss_and_predict(x, batch_data_samples,
-                                                            proposal_cfg=proposal_cfg)
+        with torch.no_grad():  # RoIAlign passes no gradient to boxes anyway
+            proposals = self.bbox_head.predict_by_feat(
+                [c.detach() for c in outs[0]],
+                [b.detach() for b in _pixel_boxes(self.bbox_head, outs[1])],
+                score_factors=[c.detach() for c in outs[2]], batch_img_metas=metas,
+                cfg=proposal_cfg, rescale=False)
         losses.update(self.roi_head.loss(x, proposals, batch_data_samples))
         return losses
 
