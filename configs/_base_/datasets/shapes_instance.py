@@ -22,7 +22,9 @@ test_pipeline = [
 train_dataloader = dict(
     batch_size=4,
     num_workers=2,
-    persistent_workers=True,
+    # not persistent: workers restarted each epoch are seeded from the restored RNG state, so
+    # --resume is bit-exact (RNGStateHook); persistent workers' random streams cannot be saved
+    persistent_workers=False,
     sampler=dict(type='DefaultSampler', shuffle=True),
     batch_sampler=dict(type='AspectRatioBatchSampler'),
     dataset=dict(
