@@ -114,6 +114,9 @@ def install_shims(repo):
     c_ext.maskprob_forward = _maskprob_forward
 
     def missing(name):
+        if name.startswith('__'):
+            raise AttributeError(name)
+
         def fn(*args, **kwargs):
             raise RuntimeError(f'fcos_core._C.{name} is not shimmed')
         return fn
