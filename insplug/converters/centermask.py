@@ -17,6 +17,8 @@ are detectron2 checkpoints ``{'model': {key: Tensor}, ...}``. Official layout ->
   ``bbox_pred``, ``ctrness``, ``scales.{i}.scale`` -> ``conv_cls``, ``conv_reg``,
   ``conv_centerness``, ``scales.{i}.scale`` (``FaithfulFCOSHead``: tower convs with bias;
   the (1,) Scale tensors become mmcv's 0-d ones).
+* ``pixel_mean`` / ``pixel_std`` (older detectron2 checkpoints) are dropped: the configs'
+  ``data_preprocessor`` holds the same values.
 * ``roi_heads.mask_head.mask_fcn{k}/spatialAtt.conv/deconv/predictor`` ->
   ``roi_head.mask_head.convs.{k-1}/attention_conv/deconv/predictor``;
   ``roi_heads.maskiou_head.maskiou_fcn{k}/maskiou_fc1/maskiou_fc2/maskiou`` ->
@@ -128,6 +130,8 @@ def convert_centermask(state_dict):
     rules += fpn_rules('detectron2', 'backbone.', first=3, num_ins=3)
     rules += _fcos_rules(rest)
     rules += [(p, r) for p, r in ROI_RULES if not callable(r)]
+    # detectron2 < 0.4 saved the normalisation buffers; insplug's data_preprocessor has them
+    rules.append((r'^pixel_(mean|std)$', None))
     out.update(rename_keys(rest, rules, method='centermask'))
     fix_fcos_scales(out)  # (1,) Scale tensors -> mmcv's 0-d ones
     return out

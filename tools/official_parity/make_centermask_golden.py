@@ -15,6 +15,11 @@ Runs, on CPU and in float64, the official
   mask predictor; and in inference: mask probabilities, ``mask_scores`` and detectron2's
   ``detector_postprocess`` (rescaled, clipped boxes, pasted masks >= 0.5);
 
+* the whole official model (``build_model`` of centermask_V_39_eSE_FPN_ms_3x.yaml at the tiny
+  VoVNet width, FPN 32, float32): the five training losses on polygon GT, and the detections
+  after ``detector_postprocess`` (boxes, scores, mask_scores, classes, packed masks);
+* the key names and shapes of the full-size released models (V-39, R-50, Lite V-19);
+
 and saves inputs, the official-layout state_dicts and outputs to
 ``tests/fixtures/official/centermask/golden.pt``::
 
@@ -336,6 +341,80 @@ def roi_heads(gen):
                             num_classes=NUM_CLASSES))
 
 
+DET_CH = 32                            # GN(32) in the FCOS towers needs >= 32 channels
+DET_SIZES = [(96, 128), (80, 112)]     # resized (unpadded) images; batch padded to 96 x 128
+DET_ORI = [(120, 160), (100, 140)]     # original sizes (detector_postprocess)
+
+
+def detector(gen):
+    """The whole official model (VoVNet-tiny + FPN + FCOS + CenterROIHeads): training losses on
+    polygon GT and test-time detections after detector_postprocess. float32: in float64 the
+    official ``ml_nms`` fails (float32 Boxes vs float64 scores in torchvision's NMS)."""
+    from detectron2.modeling import build_model
+    from detectron2.structures import Boxes, Instances, PolygonMasks
+    from detectron2.utils.events import EventStorage
+    cfg = base_cfg()
+    cfg.merge_from_file(os.path.join(OFFICIAL, 'configs', 'centermask',
+                                     'centermask_V_39_eSE_FPN_ms_3x.yaml'))
+    cfg.merge_from_list([
+        'MODEL.WEIGHTS', '', 'MODEL.VOVNET.CONV_BODY', 'V-tiny-eSE',
+        'MODEL.FPN.OUT_CHANNELS', DET_CH, 'MODEL.FCOS.NUM_CLASSES', NUM_CLASSES,
+        'MODEL.ROI_HEADS.NUM_CLASSES', NUM_CLASSES, 'MODEL.ROI_MASK_HEAD.CONV_DIM', DET_CH,
+        'MODEL.ROI_MASKIOU_HEAD.CONV_DIM', DET_CH])
+    model = build_model(cfg)
+    randomize(model, gen)
+    with torch.no_grad():  # a class prior that lets some scores pass the 0.05 threshold
+        model.proposal_generator.fcos_head.cls_logits.bias.fill_(-1.0)
+    images, batched = [], []
+    for k, ((h, w), (oh, ow)) in enumerate(zip(DET_SIZES, DET_ORI)):
+        img = torch.randint(0, 256, (3, h, w), generator=gen).float()  # stored as uint8
+        images.append(img)
+        polys, boxes, classes = [], [], []
+        for j, (cx, cy, rx, ry, n) in enumerate([(30 + 10 * k, 30, 18, 14, 8),
+                                                 (80, 50 + 5 * k, 25, 20, 10)]):
+            obj = [make_polygon(cx, cy, rx, ry, n, gen)]
+            xy = obj[0].reshape(-1, 2)
+            polys.append(obj)
+            boxes.append([xy[:, 0].min(), xy[:, 1].min(), xy[:, 0].max(), xy[:, 1].max()])
+            classes.append((j + k) % NUM_CLASSES)
+        inst = Instances((h, w))
+        inst.gt_boxes = Boxes(torch.tensor(boxes, dtype=torch.float32))
+        inst.gt_classes = torch.tensor(classes)
+        inst.gt_masks = PolygonMasks([[q.copy() for q in o] for o in polys])
+        batched.append(dict(image=img, height=oh, width=ow, instances=inst, polygons=polys,
+                            gt_boxes=inst.gt_boxes.tensor.clone(), classes=inst.gt_classes))
+    model.train()
+    torch.manual_seed(0)
+    with EventStorage():
+        losses = model([{k: v for k, v in b.items() if k in ('image', 'height', 'width',
+                                                              'instances')} for b in batched])
+    model.eval()
+    with torch.no_grad():
+        outs = model([dict(image=b['image'], height=b['height'], width=b['width'])
+                      for b in batched])
+    res = [o['instances'] for o in outs]
+    return dict(
+        state_dict=sd(model), pixel_mean=model.pixel_mean.flatten().clone(),
+        pixel_std=model.pixel_std.flatten().clone(), spec=dict(stem=TINY_VOV['stem'], stage_ch=TINY_VOV['stage_conv_ch'],
+                                        out_ch=TINY_VOV['stage_out_ch'],
+                                        layers=TINY_VOV['layer_per_block'],
+                                        blocks=TINY_VOV['block_per_stage']),
+        channels=DET_CH, fc_channels=FC, num_classes=NUM_CLASSES,
+        images=[i.to(torch.uint8) for i in images], image_sizes=[list(s) for s in DET_SIZES],
+        ori_sizes=[list(s) for s in DET_ORI],
+        gt=[dict(polygons=[[torch.from_numpy(q) for q in o] for o in b['polygons']],
+                 boxes=b['gt_boxes'], classes=b['classes']) for b in batched],
+        losses={k: v.detach() for k, v in losses.items()},
+        boxes=[r.pred_boxes.tensor for r in res], scores=[r.scores for r in res],
+        mask_scores=[r.mask_scores for r in res], labels=[r.pred_classes for r in res],
+        masks=[pack(r.pred_masks) for r in res])
+
+
+def pack(masks):
+    """(N, H, W) bool -> flat uint8 bits (numpy packbits order); unpack with the shape."""
+    return torch.from_numpy(np.packbits(masks.numpy().astype(bool).reshape(-1)))
+
+
 def full_size_keys():
     """Key names and shapes of the released models' state_dicts (no tensors), for the
     converter's strict check against insplug's full-size configs."""
@@ -367,7 +446,7 @@ def main():
     import centermask.modeling  # noqa: F401  (registers the official heads)
     gen = torch.Generator().manual_seed(20200601)
     golden = dict(full_size_keys=full_size_keys(), backbones=backbones(gen),
-                  levels=level_assignment(), roi=roi_heads(gen),
+                  levels=level_assignment(), roi=roi_heads(gen), detector=detector(gen),
                   source='youngwanLEE/centermask2 + facebookresearch/detectron2 (Python sources)')
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     torch.save(golden, args.out)
