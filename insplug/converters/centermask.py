@@ -35,6 +35,7 @@ import re
 
 from insplug.converters import register_converter
 from insplug.converters.common import ConversionError, fpn_rules, rename_keys, resnet_rules
+from insplug.converters.fcos import fcos_head_rules, fix_fcos_scales
 
 def _vovnet_key(key, src_prefix, dst_prefix):
     """One VoVNet trunk key, or None when ``key`` is not a VoVNet trunk key."""
@@ -62,26 +63,16 @@ def _vovnet_key(key, src_prefix, dst_prefix):
     return None  # e.g. depthwise / DCN variants, which insplug's VoVNetV2 does not build
 
 
-def _fcos_rules(state_dict, src='proposal_generator.fcos_head.', dst='bbox_head.'):
-    """Rules for centermask2's FCOSHead; the tower stride is 3 with GN, 2 without norm."""
+def _fcos_rules(state_dict, src='proposal_generator.fcos_head.'):
+    """Shared FCOS rules (:mod:`insplug.converters.fcos`) with the tower depth and norm read
+    from the checkpoint (4 GN convs; 2 in CenterMask-Lite)."""
     p = re.escape(src)
-    rules = []
-    for tower, convs in (('cls_tower', 'cls_convs'), ('bbox_tower', 'reg_convs')):
-        with_norm = any(re.match(rf'^{p}{tower}\.1\.weight$', k) for k in state_dict)
-        step = 3 if with_norm else 2
-        idx = sorted({int(m.group(1)) for k in state_dict
-                      for m in [re.match(rf'^{p}{tower}\.(\d+)\.', k)] if m})
-        for j in idx:
-            i, r = divmod(j, step)
-            if r == 0:
-                rules.append((rf'^{p}{tower}\.{j}\.(weight|bias)$', rf'{dst}{convs}.{i}.conv.\1'))
-            elif with_norm and r == 1:
-                rules.append((rf'^{p}{tower}\.{j}\.(weight|bias)$', rf'{dst}{convs}.{i}.gn.\1'))
-    rules += [(rf'^{p}cls_logits\.(weight|bias)$', rf'{dst}conv_cls.\1'),
-              (rf'^{p}bbox_pred\.(weight|bias)$', rf'{dst}conv_reg.\1'),
-              (rf'^{p}ctrness\.(weight|bias)$', rf'{dst}conv_centerness.\1'),
-              (rf'^{p}scales\.(\d+)\.scale$', rf'{dst}scales.\1.scale')]
-    return rules
+    idx = {int(m.group(1)) for k in state_dict for m in [re.match(rf'^{p}cls_tower\.(\d+)\.', k)]
+           if m}
+    norm = 'GN' if any(re.match(rf'^{p}cls_tower\.1\.weight$', k) for k in state_dict) else None
+    step = 3 if norm else 2
+    num_convs = max(idx) // step + 1 if idx else 0
+    return fcos_head_rules(src, 'bbox_head.', num_convs=num_convs, norm=norm, src='centermask2')
 
 
 ROI_RULES = [
@@ -138,9 +129,8 @@ def convert_centermask(state_dict):
     rules += _fcos_rules(rest)
     rules += [(p, r) for p, r in ROI_RULES if not callable(r)]
     out.update(rename_keys(rest, rules, method='centermask'))
-    # AdelaiDet-style Scale holds a (1,) tensor; mmcv's Scale a 0-d one
-    return {k: (v.reshape(()) if re.match(r'^bbox_head\.scales\.\d+\.scale$', k) else v)
-            for k, v in out.items()}
+    fix_fcos_scales(out)  # (1,) Scale tensors -> mmcv's 0-d ones
+    return out
 
 
 @register_converter(

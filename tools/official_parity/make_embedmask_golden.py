@@ -13,8 +13,8 @@ CPU in float64, and saves inputs, the official-layout state_dict and outputs to
 
 With ``--revision 2`` and a checkout of commit 28427b6 (the May 2020 revision: one margin per
 proposal, ``EMBED_DIM: 8``, ``BOX_PADDING: 0.1``) it writes ``golden_rev2.pt`` with the
-sampled points and the losses only (inputs: those of ``golden.pt``, same seeds) (insplug's ``per_dim_margin=False``,
-``box_padding=0.1`` options).
+sampled points and the losses only, for insplug's ``per_dim_margin=False`` /
+``box_padding=0.1`` options (inputs: those of ``golden.pt``, same seeds).
 
 It needs ``yacs`` importable (e.g. ``pip install --target /tmp/pylib yacs`` and
 ``PYTHONPATH=/tmp/pylib``). Not run in CI. Nothing of the official code is copied here; it is
@@ -29,6 +29,8 @@ imported from ``--official-repo``. Run-time shims (stubs only):
   the CPU path is called with one-element lists;
 * ``lovasz_grad`` computes its Jaccard increments with ``.float()`` (float32, the only dtype
   of the released runs); they are cast to float64 so that ``torch.dot`` accepts float64 errors;
+  its labels arrive as uint8, as comparisons returned under torch 1.1 (revision 2 computes
+  ``1 - gt_sorted``, which fails on bool);
 * torch 1.1 compatibility of the post-processor: element-wise ops returned contiguous tensors
   then, so ``Tensor.view`` of the sigmoid of a permuted map worked; during the test forward
   ``Tensor.view`` falls back to ``contiguous().view`` where the plain view is refused;
@@ -39,12 +41,12 @@ Small widths: 32 channels, 2 tower convs, 3 foreground classes, FPN_INTEREST_SPL
 256 x 320 in a 256 x 320 batch; random features stand in for the FPN. The initial weights are
 perturbed (seeded) so that candidates pass the score threshold and margins / scales differ from
 their initial values. Features and weights are rounded to float32 values (stored as float32,
-run in float64) to keep the fixture small, and so are the saved forward outputs and low-resolution
-log-probability maps (float32 rounding, 6e-8 relative, is far below the tests' 1e-5); final masks are stored bit-packed
-(``numpy.packbits`` of the flattened (n, H, W) array), like the ground-truth masks.
+run in float64) to keep the fixture small, and so are the saved forward outputs and
+low-resolution log-probability maps (float32 rounding, 6e-8 relative, is far below the tests'
+1e-5); final masks are stored bit-packed (``numpy.packbits`` of the flattened (n, H, W)
+array), like the ground-truth masks.
 The key layout and shapes of a full-size released checkpoint (the R-50 model of
 ``embed_mask_R50_1x.yaml``, ``module.`` prefix) are saved too, for the converter's strict test.
-
 """
 import argparse
 import math
@@ -112,6 +114,9 @@ def install_shims(repo):
     c_ext.maskprob_forward = _maskprob_forward
 
     def missing(name):
+        if name.startswith('__'):
+            raise AttributeError(name)
+
         def fn(*args, **kwargs):
             raise RuntimeError(f'fcos_core._C.{name} is not shimmed')
         return fn

@@ -7,10 +7,11 @@ from insplug.registry import MODELS
 
 
 def _pixel_boxes(head, bbox_preds):
-    """Training-mode box regressions in pixels: heads that normalise the regression by the
-    stride (``norm_reg_targets`` / mmdet's ``norm_on_bbox``) return stride units while
-    training; centermask2 multiplies them back (``r * s``) before decoding its proposals."""
-    if getattr(head, 'norm_reg_targets', getattr(head, 'norm_on_bbox', False)):
+    """Training-mode box regressions for ``predict_by_feat``: centermask2 multiplies the
+    stride-normalised regression back (``r * s``) before decoding its proposals.
+    ``FaithfulFCOSHead.predict_by_feat`` does that itself in training mode; mmdet's FCOSHead
+    with ``norm_on_bbox`` does not, so its outputs are scaled here."""
+    if getattr(head, 'norm_on_bbox', False) and not hasattr(head, 'norm_reg_targets'):
         strides = [s[0] if isinstance(s, (tuple, list)) else s for s in head.strides]
         return [b * s for b, s in zip(bbox_preds, strides)]
     return list(bbox_preds)

@@ -266,6 +266,8 @@ class EmbedMaskHead(FaithfulFCOSHead):
         gh, gw = h0 * self.mask_scale_factor, w0 * self.mask_scale_factor
         grid_stride = _stride(self.strides[0]) / self.mask_scale_factor
         pixel = F.interpolate(pixel_embed, size=(gh, gw), mode='bilinear', align_corners=False)
+        if self.training and self.norm_reg_targets:  # forward gave stride units: to pixels
+            bbox_preds = [b * _stride(s) for b, s in zip(bbox_preds, self.strides)]
         results = []
         for i, meta in enumerate(batch_img_metas):
             det = self._detect_single(
