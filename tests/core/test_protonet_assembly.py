@@ -34,49 +34,6 @@ def test_blendmask_bottom_module_fuses_levels():
         net(feats[:2])
 
 
-def test_linear_combination_against_einsum_and_crop_hand_worked():
-    gen = torch.Generator().manual_seed(0)
-    protos = torch.randn(3, 5, 6, generator=gen)
-    coeffs = torch.randn(4, 3, generator=gen)
-    ref = torch.einsum('khw,nk->nhw', protos, coeffs)
-    assert torch.allclose(A.linear_combination(protos, coeffs), ref, atol=1e-6)
-    ones = torch.ones(1, 5, 6)
-    # box x 2..4, y 1..3, padding 1 -> columns 1..4 (1 <= c < 5), rows 0..3
-    out = A.crop_masks(ones, torch.tensor([[2.0, 1.0, 4.0, 3.0]]), padding=1)
-    expect = torch.zeros(5, 6)
-    expect[0:4, 1:5] = 1
-    assert torch.equal(out[0], expect)
-    # padding 0 and a box touching the border is clamped to the grid
-    out = A.crop_masks(ones, torch.tensor([[4.0, 3.0, 9.0, 9.0]]), padding=0)
-    expect = torch.zeros(5, 6)
-    expect[3:, 4:] = 1
-    assert torch.equal(out[0], expect)
-
-
-def test_assemble_masks_is_sigmoid_then_crop_and_has_gradients():
-    protos = torch.randn(4, 8, 8, requires_grad=True)
-    coeffs = torch.randn(2, 4, requires_grad=True)
-    boxes = torch.tensor([[1.0, 1.0, 5.0, 6.0], [0.0, 0.0, 8.0, 8.0]])
-    out = A.assemble_masks(protos, coeffs, boxes, padding=0)
-    ref = torch.sigmoid(torch.einsum('khw,nk->nhw', protos, coeffs))
-    assert torch.allclose(out[1], ref[1])
-    assert out[0, 0].abs().sum() == 0 and torch.allclose(out[0, 1:6, 1:5], ref[0, 1:6, 1:5])
-    out.sum().backward()
-    assert protos.grad.abs().sum() > 0 and coeffs.grad.abs().sum() > 0
-    with pytest.raises(ValueError, match='coeffs'):
-        A.linear_combination(protos, torch.randn(2, 5))
-
-
-def test_proto_mask_loss_normalises_by_box_area():
-    probs = torch.full((2, 10, 10), 0.5)
-    targets = torch.ones(2, 10, 10)
-    boxes = torch.tensor([[0.0, 0.0, 10.0, 10.0], [0.0, 0.0, 5.0, 2.0]])
-    loss = A.proto_mask_loss(probs, targets, boxes)
-    log2 = torch.log(torch.tensor(2.0))
-    # whole-grid box: plain mean BCE; a box covering 1/10 of the grid: x10
-    assert torch.allclose(loss, torch.stack([log2, log2 * 10]))
-
-
 def test_downsample_and_semantic_targets():
     gt = torch.zeros(2, 8, 8, dtype=torch.bool)
     gt[0, :4, :4] = True

@@ -1,23 +1,12 @@
-"""IAM decoder (plain, group 1/2/4/8, softmax), CoordConv and the instance context encoder."""
+"""IAM decoder (plain, group 1/2/4/8, softmax) and the instance context encoder (the CoordConv
+coordinates are checked against the release in tests/parity/test_sparseinst_parity.py)."""
 import pytest
 import torch
 import torch.nn.functional as F
 
-from insplug.core.layers.coordconv import append_coordinates, coordinate_grid
 from insplug.core.sparseinst.decoder import (IAMDecoder, InstanceBranch, kernel_masks,
                                              merge_groups)
 from insplug.core.sparseinst.encoder import InstanceContextEncoder
-
-
-def test_coordinate_grid_values():
-    grid = coordinate_grid(2, 3, 5)
-    assert grid.shape == (2, 2, 3, 5)
-    assert grid[0, 0, 0].tolist() == pytest.approx([-1, -0.5, 0, 0.5, 1])  # x along W
-    assert grid[0, 1, :, 0].tolist() == pytest.approx([-1, 0, 1])  # y along H
-    assert coordinate_grid(1, 1, 1).flatten().tolist() == [-1.0, -1.0]
-    x = torch.randn(1, 4, 3, 5)
-    out = append_coordinates(x)
-    assert torch.equal(out[:, 2:], x) and torch.equal(out[:, :2], grid[:1])
 
 
 def reference_instance_branch(branch, feats, groups, softmax=False):

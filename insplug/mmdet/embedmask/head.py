@@ -118,21 +118,10 @@ class EmbedMaskHead(FaithfulFCOSHead):
         cls_scores, bbox_preds, ctrs, embeds, margins = [], [], [], [], []
         for lvl, (feat, stride) in enumerate(zip(x, self.strides)):
             s = _stride(stride)
-            cls_feat, reg_feat = feat, feat
-            for layer in self.cls_convs:
-                cls_feat = layer(cls_feat)
-            for layer in self.reg_convs:
-                reg_feat = layer(reg_feat)
-            cls_scores.append(self.conv_cls(cls_feat))
-            ctrs.append(self.conv_centerness(reg_feat if self.centerness_on_reg else cls_feat))
-            reg = self.conv_reg(reg_feat)
-            if self.scales is not None:
-                reg = self.scales[lvl](reg)
-            if self.norm_reg_targets:
-                reg = reg.clamp(min=0) if self.training else reg.clamp(min=0) * s
-            else:
-                reg = reg.exp()
+            cls, reg, ctr, reg_feat = self.forward_level(feat, lvl, s)
+            cls_scores.append(cls)
             bbox_preds.append(reg)
+            ctrs.append(ctr)
             e = reg_feat / self.embed_reduce_factor
             h, w = e.shape[-2:]
             coords = coordinate_embedding(h, w, s, self.position_scale.scale, e)

@@ -107,6 +107,25 @@ class FaithfulFCOSHead(FCOSHead):
             self.top_layer = nn.Conv2d(self.feat_channels, self.top_channels, 3, padding=1)
 
     # ------------------------------------------------------------------ forward
+    def forward_level(self, feat: Tensor, lvl: int, stride: int):
+        """One pyramid level: cls logits (B, K, H, W), box (B, 4, H, W), centerness logits
+        (B, 1, H, W) and the regression tower's features (B, C, H, W) (which heads built on
+        FCOS, e.g. EmbedMask's and BlendMask's top layer, read)."""
+        cls_feat, reg_feat = feat, feat
+        for layer in self.cls_convs:
+            cls_feat = layer(cls_feat)
+        for layer in self.reg_convs:
+            reg_feat = layer(reg_feat)
+        ctr = self.conv_centerness(reg_feat if self.centerness_on_reg else cls_feat)
+        reg = self.conv_reg(reg_feat)
+        if self.scales is not None:
+            reg = self.scales[lvl](reg)
+        if self.norm_reg_targets:
+            reg = reg.clamp(min=0) if self.training else reg.clamp(min=0) * stride
+        else:
+            reg = reg.exp()
+        return self.conv_cls(cls_feat), reg, ctr, reg_feat
+
     def forward(self, x: Tuple[Tensor]):
         """Returns per-level lists: cls logits (B, K, H, W), box (l, t, r, b) (B, 4, H, W)
         (stride units with ``norm_reg_targets`` in training, pixels at test time),
@@ -114,21 +133,10 @@ class FaithfulFCOSHead(FCOSHead):
         (B, T, H, W)."""
         cls_scores, bbox_preds, ctrs, tops = [], [], [], []
         for lvl, (feat, stride) in enumerate(zip(x, self.strides)):
-            cls_feat, reg_feat = feat, feat
-            for layer in self.cls_convs:
-                cls_feat = layer(cls_feat)
-            for layer in self.reg_convs:
-                reg_feat = layer(reg_feat)
-            cls_scores.append(self.conv_cls(cls_feat))
-            ctrs.append(self.conv_centerness(reg_feat if self.centerness_on_reg else cls_feat))
-            reg = self.conv_reg(reg_feat)
-            if self.scales is not None:
-                reg = self.scales[lvl](reg)
-            if self.norm_reg_targets:
-                reg = reg.clamp(min=0) if self.training else reg.clamp(min=0) * stride
-            else:
-                reg = reg.exp()
+            cls, reg, ctr, reg_feat = self.forward_level(feat, lvl, stride)
+            cls_scores.append(cls)
             bbox_preds.append(reg)
+            ctrs.append(ctr)
             if self.top_channels > 0:
                 tops.append(self.top_layer(reg_feat))
         if self.top_channels > 0:
