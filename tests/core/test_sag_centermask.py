@@ -86,3 +86,59 @@ def test_match_and_heads_shapes_and_mask_loss():
     ref = torch.nn.functional.binary_cross_entropy_with_logits(sel, targets)
     assert torch.allclose(mask_loss(logits, labels, targets), ref)
     assert float(mask_loss(logits[:0], labels[:0], targets[:0])) == 0.0
+
+
+def test_centermask2_maskiou_target_counts_the_whole_object():
+    from insplug.core.centermask.maskiou import maskiou_targets
+    # 4 x 4 RoI grid; GT covers the left half (8 px in the RoI) and half of the object lies
+    # outside the RoI (ratio 0.5): the whole object is 16 px in RoI-grid units.
+    gt = torch.zeros(2, 4, 4)
+    gt[:, :, :2] = 1
+    logits = torch.full((2, 4, 4), -1.0)
+    logits[0, :, :2] = 2.0          # predicts exactly the visible part: 8 / (8 + 16 - 8) = 0.5
+    logits[1, :2, :] = 2.0          # 8 px, overlap 4: 4 / (8 + 16 - 4) = 0.2
+    t = maskiou_targets(logits, gt, torch.tensor([0.5, 0.5]))
+    assert torch.allclose(t, torch.tensor([0.5, 0.2], dtype=torch.float64))
+    # ratio 1: the plain IoU inside the RoI; empty prediction and GT: union clamped to 1 -> 0
+    t = maskiou_targets(logits[1:], gt[1:], torch.tensor([1.0]))
+    assert torch.allclose(t, torch.tensor([4 / 12], dtype=torch.float64))
+    assert float(maskiou_targets(torch.full((1, 4, 4), -1.0), torch.zeros(1, 4, 4),
+                                 torch.tensor([0.0]))) == 0.0
+
+
+def test_centermask2_maskiou_loss_normaliser():
+    from insplug.core.centermask.maskiou import maskiou_loss
+    pred = torch.tensor([0.9, 0.1, 0.5], requires_grad=True)
+    target = torch.tensor([0.5, 0.0, 0.25], dtype=torch.float64)
+    # only targets > 0 count, each 0.5 (p - t)^2, divided by their number (2)
+    expected = (0.5 * 0.4 ** 2 + 0.5 * 0.25 ** 2) / 2
+    loss = maskiou_loss(pred, target, weight=2.0)
+    assert float(loss) == pytest.approx(2.0 * expected)
+    loss.backward()
+    assert float(pred.grad[1]) == 0.0
+    zero = maskiou_loss(pred, torch.zeros(3, dtype=torch.float64))
+    assert float(zero) == 0.0 and zero.requires_grad
+
+
+def test_area_ratios_bitmap_and_polygon():
+    import numpy as np
+
+    from insplug.core.centermask.maskiou import bitmap_area_ratios, polygon_area_ratios
+    gt = torch.zeros(1, 10, 10, dtype=torch.bool)
+    gt[0, 2:6, 2:8] = True                                   # 24 px
+    boxes = torch.tensor([[0.0, 0.0, 5.0, 10.0], [0.0, 0.0, 10.0, 10.0]])
+    r = bitmap_area_ratios(gt, torch.tensor([0, 0]), boxes)  # columns 2-4 inside: 12 px
+    assert torch.allclose(r, torch.tensor([0.5, 1.0], dtype=torch.float64))
+    # a 6 x 4 rectangle polygon; the box keeps its left half
+    poly = [[np.array([2.0, 2.0, 8.0, 2.0, 8.0, 6.0, 2.0, 6.0])]] * 2
+    r = polygon_area_ratios(poly, boxes)
+    assert torch.allclose(r, torch.tensor([0.5, 1.0], dtype=torch.float64))
+
+
+def test_clip_nonempty():
+    from insplug.core.centermask.roi import clip_nonempty
+    boxes = torch.tensor([[-5.0, 2.0, 30.0, 50.0], [25.0, 5.0, 40.0, 9.0], [3.0, 3.0, 3.0, 8.0]])
+    clipped, keep = clip_nonempty(boxes, height=40, width=20)
+    assert clipped.tolist() == [[0.0, 2.0, 20.0, 40.0], [20.0, 5.0, 20.0, 9.0],
+                                [3.0, 3.0, 3.0, 8.0]]
+    assert keep.tolist() == [True, False, False]
