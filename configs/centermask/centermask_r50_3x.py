@@ -20,9 +20,10 @@ train_pipeline = [
     dict(type='PackDetInputs'),
 ]
 # 8 GPUs x 2 images = IMS_PER_BATCH 16; iteration-based loop: infinite sampler
+# (detectron2 drops images without annotations but keeps small ones: min_size 0)
 train_dataloader = dict(
     batch_size=2, num_workers=2, sampler=dict(type='InfiniteSampler', shuffle=True),
-    dataset=dict(pipeline=train_pipeline))
+    dataset=dict(pipeline=train_pipeline, filter_cfg=dict(filter_empty_gt=True, min_size=0)))
 # MIN_SIZE_TEST 800, MAX_SIZE_TEST 1333 (mmdet's coco_instance test pipeline); segm results
 # are ranked by the MaskIoU-rescored `mask_scores`, bbox results by the FCOS score
 val_evaluator = dict(metric=['bbox', 'segm'])
