@@ -13,16 +13,19 @@ Example::
     python tools/d2_train_net.py --config-file configs/detectron2/refinemask_r18_shapes.yaml
     python tools/d2_train_net.py --config-file ... --eval-only MODEL.WEIGHTS path/model_final.pth
 """
+import contextlib
 import importlib.util
 import os.path as osp
 
-from insplug.detectron2.checkpoint import SafeDetectionCheckpointer
+import detectron2.engine.defaults as d2_defaults
+import torch
 from detectron2.config import get_cfg
 from detectron2.data import DatasetCatalog
 from detectron2.engine import DefaultTrainer, default_argument_parser, default_setup, launch
 from detectron2.evaluation import COCOEvaluator
 from detectron2.utils.events import CommonMetricPrinter, JSONWriter
 
+from .checkpoint import SafeDetectionCheckpointer
 from .config import add_insplug_config
 from .datasets import check_num_classes, register_coco_instances, register_shapes
 from .solver import build_optimizer
@@ -36,8 +39,33 @@ def num_classes_field(cfg):
     return 'MODEL.ROI_HEADS.NUM_CLASSES', cfg.MODEL.ROI_HEADS.NUM_CLASSES
 
 
+@contextlib.contextmanager
+def _ddp_without_device_ids_on_cpu():
+    """detectron2 wraps the model with ``device_ids=[local_rank]``, which DDP refuses for a CPU
+    module; on CPU (gloo, as detectron2's ``launch`` picks) wrap it with ``device_ids=None``."""
+    create = d2_defaults.create_ddp_model
+
+    def create_on_cpu(model, **kwargs):
+        if not torch.cuda.is_available():
+            kwargs.setdefault('device_ids', None)
+        return create(model, **kwargs)
+    d2_defaults.create_ddp_model = create_on_cpu
+    try:
+        yield
+    finally:
+        d2_defaults.create_ddp_model = create
+
+
 class Trainer(DefaultTrainer):
-    """``DefaultTrainer`` with COCO evaluation and insplug's optimizer choice."""
+    """``DefaultTrainer`` with COCO evaluation, insplug's optimizer choice, weights-only
+    checkpoint reading and multi-process training on CPU."""
+
+    def __init__(self, cfg):
+        with _ddp_without_device_ids_on_cpu():
+            super().__init__(cfg)
+        # detectron2's checkpointer unpickles .pkl/.pth files; the periodic-checkpoint hook
+        # shares this object, so its class is switched in place to the weights-only reader
+        self.checkpointer.__class__ = SafeDetectionCheckpointer
 
     @classmethod
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):

@@ -100,3 +100,11 @@ def test_format_only_writes_coco_result_json(interrupted_and_resumed, demo_data,
         for det in detections[:5]:
             assert {'image_id', 'category_id', 'score'} <= set(det)
             assert ('segmentation' in det) == (kind == 'segm')
+
+
+def test_make_demo_config_has_a_fixed_seed():
+    """`make demo` must reproduce the README's figures: mmengine draws a random seed otherwise."""
+    from mmengine.config import Config
+    assert Config.fromfile(osp.join(REPO, DEMO)).randomness == dict(seed=0)
+    with open(osp.join(REPO, 'Makefile')) as f:
+        assert f'DEMO_CONFIG ?= {DEMO}' in f.read()
