@@ -3,18 +3,8 @@ import torch
 from mmdet.models.detectors import SingleStageDetector
 from mmdet.models.utils import unpack_gt_instances
 
+from insplug.mmdet.fcos.head import FaithfulFCOSHead
 from insplug.registry import MODELS
-
-
-def _pixel_boxes(head, bbox_preds):
-    """Training-mode box regressions for ``predict_by_feat``: centermask2 multiplies the
-    stride-normalised regression back (``r * s``) before decoding its proposals.
-    ``FaithfulFCOSHead.predict_by_feat`` does that itself in training mode; mmdet's FCOSHead
-    with ``norm_on_bbox`` does not, so its outputs are scaled here."""
-    if getattr(head, 'norm_on_bbox', False) and not hasattr(head, 'norm_reg_targets'):
-        strides = [s[0] if isinstance(s, (tuple, list)) else s for s in head.strides]
-        return [b * s for b, s in zip(bbox_preds, strides)]
-    return list(bbox_preds)
 
 
 @MODELS.register_module()
@@ -32,6 +22,11 @@ class CenterMask(SingleStageDetector):
                  data_preprocessor=None, init_cfg=None):
         super().__init__(backbone, neck, bbox_head, train_cfg, test_cfg, data_preprocessor,
                          init_cfg)
+        if not isinstance(self.bbox_head, FaithfulFCOSHead):
+            # centermask2 decodes its training proposals from the stride-normalised regression
+            # multiplied back by the stride; FaithfulFCOSHead.predict_by_feat does exactly that
+            raise TypeError(f'CenterMask: bbox_head must be a FaithfulFCOSHead (centermask2\'s '
+                            f'FCOS), got {type(self.bbox_head).__name__}')
         self.roi_head = MODELS.build(roi_head)
 
     def loss(self, batch_inputs, batch_data_samples):
@@ -45,7 +40,7 @@ class CenterMask(SingleStageDetector):
         with torch.no_grad():  # RoIAlign passes no gradient to boxes anyway
             proposals = self.bbox_head.predict_by_feat(
                 [c.detach() for c in outs[0]],
-                [b.detach() for b in _pixel_boxes(self.bbox_head, outs[1])],
+                [b.detach() for b in outs[1]],
                 score_factors=[c.detach() for c in outs[2]], batch_img_metas=metas,
                 cfg=proposal_cfg, rescale=False)
         losses.update(self.roi_head.loss(x, proposals, batch_data_samples))
