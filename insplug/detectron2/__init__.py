@@ -23,7 +23,8 @@ except ImportError as error:
         'dist/detectron2-*.whl && pip install fvcore iopath omegaconf hydra-core cloudpickle '
         'tabulate yacs (see README, "Detectron2")') from error
 
-from .config import add_insplug_config, insplug_config_node  # noqa: E402
+from .config import (add_insplug_config, insplug_config_node,  # noqa: E402
+                     register_config_node)
 from .datasets import check_num_classes, register_coco_instances, register_shapes  # noqa: E402
 from .pyramid_pooling import (PyramidPoolingBackbone, build_ppm_backbone,  # noqa: E402
                               build_resnet_ppm_fpn_backbone)
@@ -31,9 +32,22 @@ from .refinemask import RefineMaskHead, RefineMaskROIHeads  # noqa: E402
 from .sparseinst import InsplugSparseInst  # noqa: E402
 from .solver import build_optimizer  # noqa: E402
 
+
+def _import_method_modules():
+    """Import every adapter module of this package, so that ``import insplug.detectron2``
+    registers all of insplug's components (each method's module registers itself)."""
+    import importlib
+    import pkgutil
+    for info in pkgutil.iter_modules(__path__):
+        if not info.name.startswith('_'):
+            importlib.import_module(f'{__name__}.{info.name}')
+
+
+_import_method_modules()
+
 __all__ = [
-    'add_insplug_config', 'insplug_config_node', 'check_num_classes', 'register_coco_instances',
-    'register_shapes', 'PyramidPoolingBackbone', 'build_ppm_backbone',
+    'add_insplug_config', 'insplug_config_node', 'register_config_node', 'check_num_classes',
+    'register_coco_instances', 'register_shapes', 'PyramidPoolingBackbone', 'build_ppm_backbone',
     'build_resnet_ppm_fpn_backbone', 'RefineMaskHead', 'RefineMaskROIHeads',
     'InsplugSparseInst', 'build_optimizer'
 ]

@@ -131,13 +131,35 @@ def _solver_node():
     return node
 
 
+# ``MODEL.INSPLUG.<NAME>`` -> function returning that node's defaults. The four below are
+# defined here; each further method's adapter module adds its own with
+# :func:`register_config_node` (e.g. ``insplug/detectron2/blendmask.py``), so a method's yacs
+# keys live next to the code that reads them.
+_CONFIG_NODES = {
+    'REFINEMASK': _refinemask_node,
+    'SPARSEINST': _sparseinst_node,
+    'PPM': _ppm_node,
+    'SOLVER': _solver_node,
+}
+
+
+def register_config_node(name):
+    """Decorator: ``@register_config_node('BLENDMASK')`` on a function returning a ``CfgNode``
+    adds it as ``cfg.MODEL.INSPLUG.BLENDMASK``. A name may be registered once."""
+    def wrap(builder):
+        if name in _CONFIG_NODES and _CONFIG_NODES[name] is not builder:
+            raise KeyError(f'MODEL.INSPLUG.{name} is already defined by '
+                           f'{_CONFIG_NODES[name].__module__}')
+        _CONFIG_NODES[name] = builder
+        return builder
+    return wrap
+
+
 def insplug_config_node():
     """A fresh ``CfgNode`` holding every insplug key with its default (``MODEL.INSPLUG``)."""
     node = CN()
-    node.REFINEMASK = _refinemask_node()
-    node.SPARSEINST = _sparseinst_node()
-    node.PPM = _ppm_node()
-    node.SOLVER = _solver_node()
+    for name, builder in _CONFIG_NODES.items():
+        node[name] = builder()
     return node
 
 
