@@ -13,17 +13,18 @@ instance-count density: a per-pixel value whose sum over one instance is 1, so i
 foreground counts the instances (used by k-means clustering). The count loss per image is
 ``mean_m |sum_{p in m} d_p - 1| + |sum_{p in background} d_p| / max(C, 1)``.
 """
-from typing import Optional
+from typing import Optional, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from insplug.core.bottomup.instances import majority_vote_labels, scatter_masks
+from insplug.core.losses.discriminative import discriminative_loss
 from insplug.core.postprocess.clustering import MeanShiftClustering
 
 __all__ = ['semantic_targets', 'semantic_loss', 'count_density_loss', 'predicted_count',
-           'discriminative_inference']
+           'discriminative_head_losses', 'discriminative_inference']
 
 
 def semantic_targets(gt_masks: Tensor, gt_labels: Tensor, gt_img: Tensor,
@@ -104,6 +105,41 @@ def predicted_count(density: Tensor, foreground: Tensor) -> int:
         int >= 0.
     """
     return int(torch.round(density[foreground].sum()).clamp(min=0))
+
+
+def discriminative_head_losses(embeddings: Tensor, semantic_logits: Tensor,
+                               density: Optional[Tensor], gt_masks: Tensor, gt_labels: Tensor,
+                               gt_img: Tensor, loss_cfg: Optional[dict] = None,
+                               semantic_weight: float = 1.0,
+                               semantic_class_weight: Optional[Sequence[float]] = None,
+                               count_weight: float = 0.1) -> dict:
+    """All losses of the discriminative-loss model for a batch.
+
+    Args:
+        embeddings: (B, D, H, W) float.
+        semantic_logits: (B, K + 1, H, W) float (channel 0 background).
+        density: (B, H, W) float count density, or None (no count branch).
+        gt_masks: (M, H, W) bool; gt_labels: (M,) long in [0, K); gt_img: (M,) long.
+        loss_cfg: keyword arguments of
+            :func:`insplug.core.losses.discriminative.discriminative_loss` (``delta_v``,
+            ``delta_d``, ``alpha``, ``beta``, ``gamma``, ``variance_norm``, ``distance_norm``,
+            ``norm_eps``, ``min_pixels``).
+        semantic_weight: weight of :func:`semantic_loss`.
+        semantic_class_weight: optional (K + 1) cross-entropy class weights.
+        count_weight: weight of :func:`count_density_loss` (when ``density`` is given).
+
+    Returns:
+        dict of scalars: the discriminative terms, ``loss_semantic`` and (with a density)
+        ``loss_count``.
+    """
+    losses = discriminative_loss(embeddings, gt_masks, gt_img, **(loss_cfg or {}))
+    losses['loss_semantic'] = semantic_weight * semantic_loss(
+        semantic_logits, gt_masks, gt_labels, gt_img,
+        None if semantic_class_weight is None else list(semantic_class_weight))
+    if density is not None:
+        losses['loss_count'] = count_weight * count_density_loss(
+            density.flatten(1), gt_masks.flatten(1), gt_img)
+    return losses
 
 
 def discriminative_inference(embeddings: Tensor, semantic_logits: Tensor, clusterer=None,

@@ -2,12 +2,15 @@
 
 Shape shorthand: N instances, K classes, P = H * W pixels, H/W mask size.
 """
+from typing import Optional, Sequence, Tuple
+
 import torch.nn.functional as F
 from torch import Tensor
 
 from insplug.core.postprocess.mask_boxes import masks_to_boxes
 
-__all__ = ['majority_vote_labels', 'masks_to_boxes', 'resize_masks', 'scatter_masks']
+__all__ = ['majority_vote_labels', 'masks_to_boxes', 'resize_masks', 'scatter_masks',
+           'select_instances']
 
 
 def majority_vote_labels(masks: Tensor, class_scores: Tensor) -> Tensor:
@@ -55,3 +58,35 @@ def scatter_masks(sub_masks: Tensor, selected: Tensor) -> Tensor:
     full = sub_masks.new_zeros(sub_masks.shape[0], selected.shape[0])
     full[:, selected] = sub_masks
     return full
+
+
+def select_instances(masks: Tensor, labels: Tensor, scores: Tensor, image_size: Sequence[int],
+                     out_size: Optional[Sequence[int]] = None, max_per_img: int = 100
+                     ) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Clusters of one image (on the padded batch input) -> its final instances.
+
+    Crops the masks to the un-padded image, keeps the ``max_per_img`` best scores, resizes the
+    masks to ``out_size`` (:func:`resize_masks`), drops masks left empty and computes each
+    mask's tight box.
+
+    Args:
+        masks: (N, H_pad, W_pad) bool.
+        labels: (N,) long.
+        scores: (N,) float.
+        image_size: (h, w) of the image inside the padded input (h <= H_pad, w <= W_pad).
+        out_size: (H', W') output size, or None to keep (h, w).
+        max_per_img: instances kept at most.
+
+    Returns:
+        masks (N', H', W') bool, labels (N',), scores (N',) sorted by decreasing score,
+        boxes (N', 4) float x1, y1, x2, y2 (:func:`masks_to_boxes`).
+    """
+    h, w = int(image_size[0]), int(image_size[1])
+    masks = masks[:, :h, :w]
+    order = scores.argsort(descending=True)[:max_per_img]
+    masks, labels, scores = masks[order], labels[order], scores[order]
+    if out_size is not None:
+        masks = resize_masks(masks, tuple(int(x) for x in out_size))
+    keep = masks.flatten(1).any(1)
+    masks, labels, scores = masks[keep], labels[keep], scores[keep]
+    return masks, labels, scores, masks_to_boxes(masks)

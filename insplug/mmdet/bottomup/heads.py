@@ -12,14 +12,13 @@ from mmengine.model import BaseModule
 from mmengine.structures import InstanceData
 from torch import Tensor
 
-from insplug.core.bottomup.discriminative import (count_density_loss, discriminative_inference,
-                                                  semantic_loss)
-from insplug.core.bottomup.instances import masks_to_boxes, resize_masks
+from insplug.core.bottomup.discriminative import (discriminative_head_losses,
+                                                  discriminative_inference)
+from insplug.core.bottomup.instances import select_instances
 from insplug.core.bottomup.outputs import DiscriminativeOutputs, SpatialEmbeddingOutputs
 from insplug.core.bottomup.spatial_embedding import (OFFICIAL_SPACING,
                                                      spatial_embedding_inference,
                                                      spatial_embedding_loss)
-from insplug.core.losses.discriminative import discriminative_loss
 from insplug.registry import MODELS, TASK_UTILS
 
 
@@ -51,20 +50,16 @@ def batch_gt(data_samples, size: Tuple[int, int], device):
 
 def instances_from_clusters(masks: Tensor, labels: Tensor, scores: Tensor, img_meta: dict,
                             rescale: bool, max_per_img: int) -> InstanceData:
-    """Crops masks (N, H_pad, W_pad) to the image, optionally resizes them to the original
-    size, keeps the ``max_per_img`` best and adds boxes from the masks."""
-    h, w = img_meta['img_shape'][:2]
-    masks = masks[:, :h, :w]
-    order = scores.argsort(descending=True)[:max_per_img]
-    masks, labels, scores = masks[order], labels[order], scores[order]
-    if rescale:
-        masks = resize_masks(masks, img_meta['ori_shape'][:2])
-    keep = masks.flatten(1).any(1)
+    """Clusters (N, H_pad, W_pad) -> ``InstanceData`` (core :func:`select_instances`: crop to the
+    image, ``max_per_img`` best, optional resize to the original size, boxes from the masks)."""
+    masks, labels, scores, boxes = select_instances(
+        masks, labels, scores, img_meta['img_shape'][:2],
+        img_meta['ori_shape'][:2] if rescale else None, max_per_img)
     results = InstanceData()
-    results.masks = masks[keep]
-    results.labels = labels[keep]
-    results.scores = scores[keep]
-    results.bboxes = masks_to_boxes(results.masks)
+    results.masks = masks
+    results.labels = labels
+    results.scores = scores
+    results.bboxes = boxes
     return results
 
 
@@ -222,13 +217,9 @@ class DiscriminativeHead(BottomUpHead):
 
     def loss_from_outputs(self, outputs, masks, labels, img) -> dict:
         emb, sem, density = outputs
-        losses = discriminative_loss(emb, masks, img, **self.loss_cfg)
-        losses['loss_semantic'] = self.semantic_weight * semantic_loss(
-            sem, masks, labels, img, self.semantic_class_weight)
-        if density is not None:
-            losses['loss_count'] = self.count_weight * count_density_loss(
-                density.flatten(1), masks.flatten(1), img)
-        return losses
+        return discriminative_head_losses(emb, sem, density, masks, labels, img, self.loss_cfg,
+                                          self.semantic_weight, self.semantic_class_weight,
+                                          self.count_weight)
 
     def infer_one(self, outputs, index: int):
         emb, sem, density = outputs
