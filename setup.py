@@ -41,11 +41,13 @@ setup(
         # and its source build fails (C++17 flag) after minutes of compiling. It is installed by
         # `insplug-install-mmcv` (prebuilt wheel, or a C++20 build); without it `import insplug`
         # says so and names that command.
-        'mmdet': ['mmengine==0.10.7', 'mmdet==3.3.0', 'opencv-python-headless'],
+        # faster-coco-eval: InsplugCocoMetric's default COCO backend when installed
+        'mmdet': ['mmengine==0.10.7', 'mmdet==3.3.0', 'opencv-python-headless',
+                  'faster-coco-eval'],
         # detectron2 itself is not on PyPI: build it from its repository against the
         # installed torch (README, "Detectron2"); this extra installs its Python dependencies.
         'detectron2': ['fvcore', 'iopath', 'omegaconf', 'hydra-core', 'cloudpickle',
                        'tabulate', 'yacs', 'tensorboard'],
-        'test': ['pytest', 'pytest-timeout'],
+        'test': ['pytest', 'pytest-timeout', 'faster-coco-eval'],
     },
 )

@@ -51,8 +51,10 @@ val_dataloader = dict(
         backend_args=backend_args))
 test_dataloader = val_dataloader
 
+# mmdet's CocoMetric, evaluated with faster-coco-eval when it is installed (same 12 stats as
+# pycocotools, 4-5x faster); use_faster_coco_eval=False: pycocotools
 val_evaluator = dict(
-    type='CocoMetric',
+    type='InsplugCocoMetric',
     ann_file=data_root + 'val/annotations.json',
     metric=['bbox', 'segm'],
     format_only=False,
