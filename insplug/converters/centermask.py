@@ -38,6 +38,7 @@ import re
 from insplug.converters import register_converter
 from insplug.converters.common import ConversionError, fpn_rules, rename_keys, resnet_rules
 from insplug.converters.fcos import fcos_head_rules, fix_fcos_scales
+from insplug.converters.vovnet_imagenet import convert_vovnet_imagenet  # noqa: F401 (moved)
 
 def _vovnet_key(key, src_prefix, dst_prefix):
     """One VoVNet trunk key, or None when ``key`` is not a VoVNet trunk key."""
@@ -134,26 +135,4 @@ def convert_centermask(state_dict):
     rules.append((r'^pixel_(mean|std)$', None))
     out.update(rename_keys(rest, rules, method='centermask'))
     fix_fcos_scales(out)  # (1,) Scale tensors -> mmcv's 0-d ones
-    return out
-
-
-@register_converter(
-    'vovnet_imagenet',
-    signature=[r'^(backbone\.bottom_up\.)?stem\.stem_1/conv\.weight$'],
-    source='VoVNet ImageNet weights of the centermask2 README (detectron2 trunk layout)')
-def convert_vovnet_imagenet(state_dict):
-    """VoVNet trunk ``{key: Tensor}`` (keys ``stem.*``/``stage*``, optionally prefixed
-    ``backbone.bottom_up.``) -> ``backbone.body.*``; a classifier (``fc``/``classifier``) is
-    dropped."""
-    out, unmatched = {}, []
-    for k, v in state_dict.items():
-        src = 'backbone.bottom_up.' if k.startswith('backbone.bottom_up.') else ''
-        new = _vovnet_key(k, src, 'backbone.body.')
-        if new is not None:
-            out[new] = v
-        elif not re.match(r'^(fc|classifier)\.', k):
-            unmatched.append(k)
-    if unmatched:
-        raise ConversionError(f'vovnet_imagenet: {len(unmatched)} key(s) have no place in '
-                              f'insplug\'s VoVNetV2 (first: {", ".join(unmatched[:5])})')
     return out

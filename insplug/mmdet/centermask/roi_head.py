@@ -10,13 +10,12 @@ import torch
 from mmdet.structures.mask import PolygonMasks
 from mmengine.model import BaseModule
 
-from insplug.core.centermask.heads import MaskIoUHead, SAGMaskHead, gather_class, mask_loss
-from insplug.core.centermask.maskiou import (bitmap_area_ratios, maskiou_loss, maskiou_targets,
-                                             polygon_area_ratios)
-from insplug.core.centermask.roi import (adaptive_roi_levels, boxes_to_rois, canonical_levels,
-                                         clip_nonempty, mask_targets, match_proposals,
-                                         multilevel_roi_align, paste_masks,
-                                         polygon_mask_targets, subsample_positives)
+from insplug.core.centermask.heads import MaskIoUHead, SAGMaskHead
+from insplug.core.centermask.maskiou import bitmap_area_ratios, polygon_area_ratios
+from insplug.core.centermask.roi import (canonical_levels, clip_nonempty, mask_targets,
+                                         paste_masks, polygon_mask_targets)
+from insplug.core.centermask.roi_head import (centermask_roi_inference, centermask_roi_losses,
+                                              pool_rois, select_positive_rois)
 from insplug.mmdet.assigners.center_sampling import gt_mask_tensor
 from insplug.registry import MODELS
 
@@ -81,12 +80,8 @@ class CenterMaskRoIHead(BaseModule):
         self.mask_thr = mask_thr
 
     def _pool(self, feats, boxes_list, metas):
-        rois = boxes_to_rois(boxes_list)
-        areas = torch.cat([b.new_full((len(b),), float(m['img_shape'][0] * m['img_shape'][1]))
-                           for b, m in zip(boxes_list, metas)])
-        levels = adaptive_roi_levels(rois[:, 1:], areas, self.min_level, self.max_level)
-        return multilevel_roi_align(feats[:len(self.featmap_strides)], rois, levels,
-                                    self.featmap_strides, self.roi_size)
+        return pool_rois(feats, boxes_list, [m['img_shape'][:2] for m in metas],
+                         self.featmap_strides, self.roi_size)
 
     def loss(self, feats, proposals, batch_data_samples):
         size = 2 * self.roi_size
@@ -94,12 +89,8 @@ class CenterMaskRoIHead(BaseModule):
         boxes_list, labels, targets, ratios = [], [], [], []
         for props, sample in zip(proposals, batch_data_samples):
             gt = sample.gt_instances
-            boxes = props.bboxes.detach()
-            if self.append_gt:
-                boxes = torch.cat([boxes, gt.bboxes.to(boxes)])
-            index = match_proposals(boxes, gt.bboxes.to(boxes), self.pos_iou_thr)
-            pos = subsample_positives(index, self.max_pos_per_img)
-            boxes, index = boxes[pos], index[pos]
+            boxes, index = select_positive_rois(props.bboxes, gt.bboxes, self.pos_iou_thr,
+                                                self.max_pos_per_img, self.append_gt)
             boxes_list.append(boxes)
             labels.append(gt.labels[index])
             if len(index):
@@ -110,20 +101,10 @@ class CenterMaskRoIHead(BaseModule):
             ratios.append(r)
         metas = [s.metainfo for s in batch_data_samples]
         pooled = self._pool(feats, boxes_list, metas)
-        logits = self.mask_head(pooled)
-        labels, targets = torch.cat(labels), torch.cat(targets)
-        losses = dict(loss_mask=self.loss_mask_weight * mask_loss(logits, labels, targets))
-        if with_iou:
-            if len(labels) == 0:
-                losses['loss_maskiou'] = logits.sum() * 0.0
-                return losses
-            sel = gather_class(logits, labels)
-            iou_t = maskiou_targets(sel, targets, torch.cat(ratios))
-            # the mask probabilities are not detached (centermask2): the MaskIoU loss also
-            # trains the mask head through them
-            pred = gather_class(self.maskiou_head(pooled, sel.sigmoid()[:, None]), labels)
-            losses['loss_maskiou'] = maskiou_loss(pred, iou_t, self.loss_maskiou_weight)
-        return losses
+        return centermask_roi_losses(self.mask_head, self.maskiou_head, pooled,
+                                     torch.cat(labels), torch.cat(targets),
+                                     torch.cat(ratios) if with_iou else None,
+                                     self.loss_mask_weight, self.loss_maskiou_weight)
 
     def predict(self, feats, results_list, batch_img_metas, rescale=True):
         """Masks for FCOS detections (boxes in ``img_shape`` coordinates, unclipped).
@@ -136,13 +117,8 @@ class CenterMaskRoIHead(BaseModule):
         """
         boxes_list = [r.bboxes for r in results_list]
         pooled = self._pool(feats, boxes_list, batch_img_metas)
-        logits = self.mask_head(pooled)
         labels = torch.cat([r.labels for r in results_list])
-        probs = gather_class(logits, labels).sigmoid() if len(labels) else logits[:, 0]
-        if self.maskiou_head is not None and len(labels):
-            iou = gather_class(self.maskiou_head(pooled, probs[:, None]), labels)
-        else:
-            iou = probs.new_ones((len(labels),))
+        probs, iou = centermask_roi_inference(self.mask_head, self.maskiou_head, pooled, labels)
         out = []
         counts = [len(r) for r in results_list]
         for r, meta, p, q in zip(results_list, batch_img_metas, probs.split(counts),
