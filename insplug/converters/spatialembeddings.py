@@ -50,3 +50,33 @@ def convert_spatialembeddings(state_dict):
     """Official ``BranchedERFNet`` ``{key: Tensor}`` -> insplug ``BottomUpSegmentor`` layout."""
     shifted = {_shift_encoder_layer(k): v for k, v in state_dict.items()}
     return rename_keys(shifted, RULES, method='spatialembeddings')
+
+
+# ----------------------------------------------------------------------------- detectron2
+def _d2_rules():
+    from insplug.converters.to_detectron2 import mmdet_resnet_to_detectron2_rules
+    fpn = []
+    for i in range(4):
+        fpn += [(rf'^neck\.lateral_convs\.{i}\.conv\.', f'backbone.fpn_lateral{i + 2}.'),
+                (rf'^neck\.fpn_convs\.{i}\.conv\.', f'backbone.fpn_output{i + 2}.')]
+    return [
+        # ERFNet (insplug's ERFNetBackbone has the core module's names)
+        (r'^backbone\.(encoder|decoders)\.', r'backbone.\1.'),
+    ] + mmdet_resnet_to_detectron2_rules('backbone.', 'backbone.bottom_up.') + fpn + [
+        (r'^head\.outputs\.', 'outputs.'),
+    ]
+
+
+def to_detectron2(state_dict):
+    """insplug mmdet-layout ``BottomUpSegmentor`` state_dict (the output of
+    :func:`convert_spatialembeddings`, or any insplug SpatialEmbeddings / discriminative-loss
+    checkpoint) -> insplug's detectron2 layout (``InsplugSpatialEmbeddings`` /
+    ``InsplugDiscriminative``).
+
+    ERFNet keys stay (``backbone.encoder.*``, ``backbone.decoders.*``: the detectron2 backbone is
+    the same core module); a ResNet-FPN trunk maps to detectron2's ``build_resnet_fpn_backbone``
+    names (``backbone.bottom_up.*``, ``backbone.fpn_lateral{2-5}``, ``backbone.fpn_output{2-5}``;
+    mmdet's max-pooled P6 has no weights); ``head.outputs.*`` -> ``outputs.*``. The tensors are
+    unchanged.
+    """
+    return rename_keys(state_dict, _d2_rules(), method='spatialembeddings (to detectron2)')
