@@ -60,3 +60,36 @@ def fix_fcos_scales(state_dict, dst_prefix='bbox_head.'):
         if pat.match(k) and state_dict[k].dim() == 1:
             state_dict[k] = state_dict[k].reshape(())
     return state_dict
+
+
+def fcos_head_to_detectron2_rules(src_prefix='bbox_head.',
+                                  dst_prefix='proposal_generator.fcos_head.', num_convs=4,
+                                  norm='GN'):
+    """Rules from ``FaithfulFCOSHead`` (mmdet names) to insplug's detectron2
+    :class:`~insplug.detectron2.fcos.InsplugFCOSHead` (AdelaiDet's names): the inverse of
+    :func:`fcos_head_rules` with ``src='adelaidet'``. Use :func:`fix_fcos_scales_detectron2`
+    on the result (mmcv ``Scale`` shape () -> AdelaiDet's (1,))."""
+    p, d = re.escape(src_prefix), dst_prefix
+    step = 3 if norm else 2
+    rules = []
+    for tower, src in (('cls', 'cls_convs'), ('bbox', 'reg_convs')):
+        rules.append((rf'^{p}{src}\.(\d+)\.conv\.(weight|bias)$',
+                      lambda m, t=tower: f'{d}{t}_tower.{step * int(m.group(1))}.{m.group(2)}'))
+        if norm:
+            rules.append((rf'^{p}{src}\.(\d+)\.gn\.(weight|bias)$',
+                          lambda m, t=tower: f'{d}{t}_tower.{step * int(m.group(1)) + 1}.'
+                                             f'{m.group(2)}'))
+    rules += [(rf'^{p}conv_cls\.(weight|bias)$', rf'{d}cls_logits.\1'),
+              (rf'^{p}conv_reg\.(weight|bias)$', rf'{d}bbox_pred.\1'),
+              (rf'^{p}conv_centerness\.(weight|bias)$', rf'{d}ctrness.\1'),
+              (rf'^{p}scales\.(\d+)\.scale$', rf'{d}scales.\1.scale')]
+    return rules
+
+
+def fix_fcos_scales_detectron2(state_dict, dst_prefix='proposal_generator.fcos_head.'):
+    """mmcv ``Scale`` parameters (shape ()) -> AdelaiDet's (shape (1,)), in place."""
+    pat = re.compile(rf'^{re.escape(dst_prefix)}scales\.\d+\.scale$')
+    for k in list(state_dict):
+        if pat.match(k) and state_dict[k].dim() == 0:
+            state_dict[k] = state_dict[k].reshape(1)
+    return state_dict
