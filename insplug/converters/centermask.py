@@ -136,3 +136,52 @@ def convert_centermask(state_dict):
     out.update(rename_keys(rest, rules, method='centermask'))
     fix_fcos_scales(out)  # (1,) Scale tensors -> mmcv's 0-d ones
     return out
+
+
+# ----------------------------------------------------------------------------- detectron2
+def _d2_fpn_rules(state_dict, first=3):
+    """mmdet ``FPN`` (laterals from P``first``, extra convs on the output) -> detectron2 ``FPN``
+    (``fpn_lateral{l}``, ``fpn_output{l}``) with P6/P7 as ``top_block.p6`` / ``p7``."""
+    lat = {int(m.group(1)) for k in state_dict
+           for m in [re.match(r'^neck\.lateral_convs\.(\d+)\.conv\.weight$', k)] if m}
+    n = max(lat) + 1 if lat else 0
+    return [(r'^neck\.lateral_convs\.(\d+)\.conv\.(weight|bias)$',
+             lambda m: f'backbone.fpn_lateral{int(m.group(1)) + first}.{m.group(2)}'),
+            (r'^neck\.fpn_convs\.(\d+)\.conv\.(weight|bias)$',
+             lambda m: (f'backbone.fpn_output{int(m.group(1)) + first}.{m.group(2)}'
+                        if int(m.group(1)) < n else
+                        f'backbone.top_block.p{int(m.group(1)) + first}.{m.group(2)}'))]
+
+
+def to_detectron2(state_dict):
+    """insplug mmdet-layout CenterMask state_dict (the output of :func:`convert_centermask`) ->
+    insplug's detectron2 layout: ``GeneralizedRCNN`` with ``build_insplug_fcos_vovnet_fpn_backbone``
+    (``backbone.bottom_up.body.*``) or ``build_insplug_fcos_resnet_fpn_backbone`` (detectron2
+    ResNet names), detectron2 ``FPN`` (``fpn_lateral3..``, ``top_block.p6/p7``),
+    ``InsplugFCOS`` (``proposal_generator.fcos_head.*``, AdelaiDet / centermask2 names) and
+    ``InsplugCenterROIHeads`` (``roi_heads.mask_head.*``, ``roi_heads.maskiou_head.*``: the same
+    core modules as the mmdet adapter). Tensors are unchanged except the FCOS ``Scale``
+    parameters, () -> (1,).
+
+    A released centermask2 checkpoint goes to the detectron2 adapter with
+    ``to_detectron2(convert_centermask(official))`` (:func:`official_to_detectron2`).
+    """
+    from insplug.converters.fcos import (fcos_head_to_detectron2_rules,
+                                         fix_fcos_scales_detectron2)
+    from insplug.converters.to_detectron2 import mmdet_resnet_to_detectron2_rules
+    from insplug.converters.vovnet_imagenet import D2_RULES as VOVNET_D2_RULES
+    idx = {int(m.group(1)) for k in state_dict
+           for m in [re.match(r'^bbox_head\.cls_convs\.(\d+)\.conv\.weight$', k)] if m}
+    norm = 'GN' if any(re.match(r'^bbox_head\.cls_convs\.\d+\.gn\.', k) for k in state_dict) \
+        else None
+    rules = (VOVNET_D2_RULES + mmdet_resnet_to_detectron2_rules() + _d2_fpn_rules(state_dict)
+             + fcos_head_to_detectron2_rules('bbox_head.', 'proposal_generator.fcos_head.',
+                                             num_convs=max(idx) + 1 if idx else 0, norm=norm)
+             + [(r'^roi_head\.(mask_head|maskiou_head)\.', r'roi_heads.\1.')])
+    out = rename_keys(state_dict, rules, method='centermask (to detectron2)')
+    return fix_fcos_scales_detectron2(out)
+
+
+def official_to_detectron2(state_dict):
+    """centermask2 ``{key: Tensor}`` -> insplug's detectron2 CenterMask layout."""
+    return to_detectron2(convert_centermask(state_dict))

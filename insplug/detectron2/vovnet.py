@@ -10,7 +10,7 @@ stage5: 32) and the channels of the architecture's ``out_ch``.
 * ``build_insplug_vovnet_fpn_backbone``: + detectron2 ``FPN`` with ``LastLevelMaxPool``
   (centermask2 / AdelaiDet: ``build_vovnet_fpn_backbone``);
 * ``build_insplug_fcos_vovnet_fpn_backbone``: + ``FPN`` with P6/P7 computed from P5
-  (``MODEL.INSPLUG.VOVNET.TOP_LEVELS``: 2 -> P6, P7; 1 -> P6; 0 -> none), as centermask2's
+  (``MODEL.INSPLUG.FCOS.TOP_LEVELS``: 2 -> P6, P7; 1 -> P6; 0 -> none), as centermask2's
   ``build_fcos_vovnet_fpn_backbone`` (which reads ``MODEL.FCOS.TOP_LEVELS``).
 
 yacs (centermask2's ``MODEL.VOVNET`` keys, under ``MODEL.INSPLUG.VOVNET``)::
@@ -18,7 +18,6 @@ yacs (centermask2's ``MODEL.VOVNET`` keys, under ``MODEL.INSPLUG.VOVNET``)::
     CONV_BODY: V-39-eSE     # V-19-slim-eSE, V-19-eSE, V-39-eSE, V-57-eSE, V-99-eSE
     OUT_FEATURES: [stage2, stage3, stage4, stage5]
     NORM: FrozenBN          # any detectron2 norm name (BN, SyncBN, GN, FrozenBN)
-    TOP_LEVELS: 2           # extra FPN levels of the FCOS builder
 
 ``MODEL.BACKBONE.FREEZE_AT`` freezes the stem (1) and stages 2 .. FREEZE_AT (centermask2's
 index: 0 = nothing). The depthwise (``-dw``) and deformable variants of centermask2 are not
@@ -27,8 +26,7 @@ by ``insplug.converters.centermask`` / ``vovnet_imagenet`` (``to_detectron2``).
 """
 from detectron2.layers import FrozenBatchNorm2d, ShapeSpec, get_norm
 from detectron2.modeling import BACKBONE_REGISTRY, Backbone
-from detectron2.modeling.backbone.fpn import FPN, LastLevelMaxPool
-from torch import nn
+from detectron2.modeling.backbone.fpn import FPN, LastLevelMaxPool, LastLevelP6P7
 
 from insplug.core.backbones.vovnet import ARCH_SPECS, VoVNetV2
 
@@ -47,7 +45,6 @@ def _vovnet_node():
     node.CONV_BODY = f"{signature_defaults(VoVNetV2)['arch']}-eSE"
     node.OUT_FEATURES = list(STAGE_NAMES)
     node.NORM = 'FrozenBN'
-    node.TOP_LEVELS = 2
     return node
 
 
@@ -110,32 +107,17 @@ class InsplugVoVNet(Backbone):
                 for name in self._out_features}
 
 
-class LastLevelP6(nn.Module):
-    """P6 from P5 with a 3x3/2 conv (FCOS with ``TOP_LEVELS`` 1)."""
-
-    def __init__(self, in_channels, out_channels, in_feature='p5'):
-        super().__init__()
-        import fvcore.nn.weight_init as weight_init
-        self.num_levels = 1
-        self.in_feature = in_feature
-        self.p6 = nn.Conv2d(in_channels, out_channels, 3, 2, 1)
-        weight_init.c2_xavier_fill(self.p6)
-
-    def forward(self, x):
-        return [self.p6(x)]
-
-
 def fcos_top_block(top_levels: int, channels: int, in_feature='p5'):
     """P6/P7 (``top_levels`` 2), P6 (1) or no extra level (0), computed from P5 with 3x3/2
-    convs and a ReLU between P6 and P7 (FCOS / centermask2)."""
-    from detectron2.modeling.backbone.fpn import LastLevelP6P7
+    convs and a ReLU between P6 and P7 (FCOS / centermask2 / AdelaiDet)."""
+    from .fcos import LastLevelP6
     if top_levels == 2:
         return LastLevelP6P7(channels, channels, in_feature)
     if top_levels == 1:
         return LastLevelP6(channels, channels, in_feature)
     if top_levels == 0:
         return None
-    raise ValueError(f'TOP_LEVELS must be 0, 1 or 2, got {top_levels}')
+    raise ValueError(f'MODEL.INSPLUG.FCOS.TOP_LEVELS must be 0, 1 or 2, got {top_levels}')
 
 
 @BACKBONE_REGISTRY.register()
@@ -157,12 +139,12 @@ def build_insplug_vovnet_fpn_backbone(cfg, input_shape: ShapeSpec):
 
 @BACKBONE_REGISTRY.register()
 def build_insplug_fcos_vovnet_fpn_backbone(cfg, input_shape: ShapeSpec):
-    """VoVNet + FPN with P6/P7 from P5 (``MODEL.INSPLUG.VOVNET.TOP_LEVELS``), as centermask2's
+    """VoVNet + FPN with P6/P7 from P5 (``MODEL.INSPLUG.FCOS.TOP_LEVELS``), as centermask2's
     ``build_fcos_vovnet_fpn_backbone``."""
     out = cfg.MODEL.FPN.OUT_CHANNELS
     return FPN(bottom_up=build_insplug_vovnet_backbone(cfg, input_shape),
                in_features=cfg.MODEL.FPN.IN_FEATURES, out_channels=out,
                norm=cfg.MODEL.FPN.NORM,
-               top_block=fcos_top_block(cfg.MODEL.INSPLUG.VOVNET.TOP_LEVELS, out),
+               top_block=fcos_top_block(cfg.MODEL.INSPLUG.FCOS.TOP_LEVELS, out),
                fuse_type=cfg.MODEL.FPN.FUSE_TYPE)
 
