@@ -1,0 +1,98 @@
+"""SOLOv2 losses (framework-free): dice on the dynamically convolved masks of the positive
+cells, sigmoid focal loss on the category grid.
+
+Shapes: B images; L levels; K classes; E kernel channels (E * k * k with the k x k dynamic
+conv); (h, w) mask-feature size; S_l grid of level l; P_l positives of level l over the batch;
+P = sum P_l.
+
+Released weights and normalisers (AdelaiDet ``SOLOv2.loss``, mmdet 3 ``SOLOV2Head``):
+``loss_ins = 3 * mean_P(1 - dice)``, dice ``2 sum(p t) / (sum p^2 + 0.001 + sum t^2 + 0.001)``;
+``loss_cate = 1 * focal_sum / (P + 1)`` (alpha 0.25, gamma 2).
+"""
+from typing import Dict, List, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from insplug.core.fcos.loss import sigmoid_focal_loss_sum
+from insplug.core.losses.dice import dice_loss
+
+DEFAULT_LOSS = dict(dice_weight=3.0, focal_weight=1.0, focal_alpha=0.25, focal_gamma=2.0)
+
+
+def dynamic_masks(mask_feat: Tensor, kernels: Tensor, kernel_size: int = 1) -> Tensor:
+    """Masks of one image from dynamic kernels.
+
+    Args:
+        mask_feat: (E, h, w). kernels: (N, E * k * k).
+
+    Returns:
+        (N, h - k + 1, w - k + 1) logits.
+    """
+    n = kernels.shape[0]
+    if n == 0:
+        h, w = mask_feat.shape[-2:]
+        return mask_feat.new_zeros((0, h - kernel_size + 1, w - kernel_size + 1))
+    weight = kernels.reshape(n, mask_feat.shape[0], kernel_size, kernel_size)
+    return F.conv2d(mask_feat.unsqueeze(0), weight).squeeze(0)
+
+
+def positive_mask_logits(kernel_preds: Sequence[Tensor], mask_feats: Tensor,
+                         targets: Sequence[Sequence[Dict[str, Tensor]]],
+                         kernel_size: int = 1) -> List[Tensor]:
+    """Mask logits of the positive cells, level by level, images in batch order.
+
+    Args:
+        kernel_preds: L tensors (B, E*k*k, S_l, S_l). mask_feats: (B, E, h, w).
+        targets: per image, per level, dicts of :func:`solo_targets_single`.
+
+    Returns:
+        L tensors (P_l, h, w).
+    """
+    out = []
+    for lvl, kernels in enumerate(kernel_preds):
+        preds = []
+        for img, img_targets in enumerate(targets):
+            index = img_targets[lvl]['pos_index']
+            k = kernels[img].flatten(1)[:, index].t()  # (P_l_img, E*k*k)
+            preds.append(dynamic_masks(mask_feats[img], k, kernel_size))
+        out.append(torch.cat(preds) if preds else mask_feats.new_zeros((0,) + mask_feats.shape[-2:]))
+    return out
+
+
+def solov2_losses(cls_logits: Sequence[Tensor], kernel_preds: Sequence[Tensor],
+                  mask_feats: Tensor, targets: Sequence[Sequence[Dict[str, Tensor]]],
+                  num_classes: int, kernel_size: int = 1, dice_weight: float = 3.0,
+                  focal_weight: float = 1.0, focal_alpha: float = 0.25,
+                  focal_gamma: float = 2.0) -> Dict[str, Tensor]:
+    """SOLOv2's two losses.
+
+    Args:
+        cls_logits: L tensors (B, K, S_l, S_l). kernel_preds: L tensors (B, E*k*k, S_l, S_l).
+        mask_feats: (B, E, h, w). targets: per image, per level (:func:`solo_targets_single`).
+        num_classes: K.
+
+    Returns:
+        ``loss_ins`` (dice, AdelaiDet's name; mmdet: ``loss_mask``), ``loss_cate``
+        (mmdet: ``loss_cls``), scalars.
+    """
+    mask_logits = positive_mask_logits(kernel_preds, mask_feats, targets, kernel_size)
+    mask_targets = [torch.cat([t[lvl]['mask_targets'] for t in targets])
+                    for lvl in range(len(cls_logits))]
+    num_pos = sum(int(t[lvl]['pos_mask'].sum()) for t in targets for lvl in range(len(cls_logits)))
+    logits = torch.cat([m.flatten(1) for m in mask_logits])
+    tmask = torch.cat([m.flatten(1) for m in mask_targets])
+    if logits.shape[0]:
+        loss_ins = dice_loss(logits, tmask, eps=0.002, reduction='mean') * dice_weight
+    else:
+        loss_ins = mask_feats.sum() * 0
+    labels = torch.cat([torch.cat([t[lvl]['labels'].flatten() for t in targets])
+                        for lvl in range(len(cls_logits))])
+    flat = torch.cat([c.permute(0, 2, 3, 1).reshape(-1, num_classes) for c in cls_logits])
+    onehot = torch.zeros_like(flat)
+    pos = (labels != num_classes).nonzero().squeeze(1)
+    onehot[pos, labels[pos]] = 1
+    loss_cate = focal_weight * sigmoid_focal_loss_sum(
+        flat, onehot, alpha=focal_alpha, gamma=focal_gamma) / (num_pos + 1)
+    return dict(loss_ins=loss_ins, loss_cate=loss_cate)
