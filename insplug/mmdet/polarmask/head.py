@@ -4,7 +4,6 @@ it. The maths is in :mod:`insplug.core.polarmask` (targets, inference) and
 from typing import List, Optional
 
 import numpy as np
-import torch
 from mmcv.cnn import ConvModule, Scale
 from mmdet.models.dense_heads import FCOSHead
 from mmdet.models.utils import multi_apply
@@ -12,7 +11,7 @@ from mmengine.structures import InstanceData
 from torch import nn
 
 from insplug.core.polarmask.inference import polarmask_predict_single
-from insplug.core.polarmask.targets import polar_centerness, polar_targets_single
+from insplug.core.polarmask.loss import polarmask_loss_inputs
 from insplug.registry import MODELS
 
 
@@ -87,54 +86,32 @@ class PolarMaskHead(FCOSHead):
         return scale(self.conv_rays(x)).float().exp()
 
     # ------------------------------------------------------------------ training
-    def get_polar_targets(self, points, batch_gt_instances):
-        """Official targets of every image, image-major.
-
-        Returns:
-            labels (B*P,) in [0, K], box targets (B*P, 4), ray targets (B*P, R).
-        """
-        labels, boxes, rays = [], [], []
-        for gt in batch_gt_instances:
-            lab, box, ray, _ = polar_targets_single(
-                points, self.strides, self.regress_ranges, gt.bboxes, gt.labels,
-                _gt_masks_array(gt) if len(gt) else np.zeros((0, 1, 1), np.uint8),
-                self.num_classes, self.num_rays, self.radius, self.box_offset)
-            labels.append(lab)
-            boxes.append(box)
-            rays.append(ray)
-        return torch.cat(labels), torch.cat(boxes), torch.cat(rays)
-
     def loss_by_feat(self, cls_scores, bbox_preds, centernesses, ray_preds, batch_gt_instances,
                      batch_img_metas, batch_gt_instances_ignore=None):
-        device = cls_scores[0].device
-        num_imgs = cls_scores[0].shape[0]
+        """Targets and positives from :func:`insplug.core.polarmask.loss.polarmask_loss_inputs`
+        (shared with the detectron2 adapter); the configured loss modules score them."""
         sizes = [c.shape[-2:] for c in cls_scores]
         points = self.prior_generator.grid_priors(sizes, dtype=bbox_preds[0].dtype,
-                                                  device=device)
-
-        def flat(maps, ch):  # image-major: image 0 all levels, image 1 all levels, ...
-            return torch.cat([m.permute(0, 2, 3, 1).reshape(m.shape[0], -1, ch) for m in maps],
-                             1).reshape(-1, ch)
-        cls = flat(cls_scores, self.cls_out_channels)
-        box = flat(bbox_preds, 4)
-        ctr = flat(centernesses, 1)[:, 0]
-        ray = flat(ray_preds, self.num_rays)
-        labels, box_t, ray_t = self.get_polar_targets(points, batch_gt_instances)
-        pts = torch.cat(points).repeat(num_imgs, 1)
-        pos = (labels < self.num_classes).nonzero().reshape(-1)
-        num_pos = len(pos)
-        losses = dict(loss_cls=self.loss_cls(cls, labels, avg_factor=num_pos + num_imgs))
-        if num_pos > 0:
-            ctr_t = polar_centerness(ray_t[pos])
-            denom = ctr_t.sum()
-            losses['loss_bbox'] = self.loss_bbox(
-                self.bbox_coder.decode(pts[pos], box[pos]),
-                self.bbox_coder.decode(pts[pos], box_t[pos]), weight=ctr_t, avg_factor=denom)
-            losses['loss_mask'] = self.loss_mask(ray[pos], ray_t[pos], ctr_t, avg_factor=denom)
-            losses['loss_centerness'] = self.loss_centerness(ctr[pos], ctr_t)
+                                                  device=cls_scores[0].device)
+        inp = polarmask_loss_inputs(
+            cls_scores, bbox_preds, centernesses, ray_preds, points, self.strides,
+            self.regress_ranges, [gt.bboxes for gt in batch_gt_instances],
+            [gt.labels for gt in batch_gt_instances],
+            [_gt_masks_array(gt) if len(gt) else None for gt in batch_gt_instances],
+            self.num_classes, self.num_rays, self.radius, self.box_offset)
+        losses = dict(loss_cls=self.loss_cls(inp['cls'], inp['labels'],
+                                             avg_factor=inp['num_pos'] + inp['num_imgs']))
+        if inp['num_pos'] > 0:
+            w = inp['ctr_target']
+            denom = w.sum()
+            losses['loss_bbox'] = self.loss_bbox(inp['box_pred'], inp['box_target'], weight=w,
+                                                 avg_factor=denom)
+            losses['loss_mask'] = self.loss_mask(inp['ray_pred'], inp['ray_target'], w,
+                                                 avg_factor=denom)
+            losses['loss_centerness'] = self.loss_centerness(inp['ctr_pred'], w)
         else:
-            losses.update(loss_bbox=box.sum() * 0, loss_mask=ray.sum() * 0,
-                          loss_centerness=ctr.sum() * 0)
+            losses.update(loss_bbox=inp['box'].sum() * 0, loss_mask=inp['ray'].sum() * 0,
+                          loss_centerness=inp['ctr'].sum() * 0)
         return losses
 
     # ------------------------------------------------------------------ inference
