@@ -84,3 +84,41 @@ def convert_blendmask(state_dict):
              + [(r'^top_layer\.(weight|bias)$', r'bbox_head.top_layer.\1')]
              + basis_module_rules(state_dict))
     return fix_fcos_scales(rename_keys(state_dict, rules, method='blendmask'))
+
+
+def to_detectron2(state_dict):
+    """insplug mmdet-layout BlendMask state_dict (the output of :func:`convert_blendmask`) ->
+    insplug's detectron2 ``InsplugBlendMask``.
+
+    The backbone, FCOS head and ``top_layer`` get AdelaiDet's names back (detectron2 ResNet
+    ``backbone.bottom_up.*``, ``backbone.fpn_{lateral,output}{3,4,5}``,
+    ``backbone.top_block.p6/p7``, ``proposal_generator.fcos_head.*``, ``top_layer.*``), so an
+    AdelaiDet checkpoint goes through ``convert_blendmask`` and this function into the
+    detectron2 model with every tensor unchanged (FCOS ``scales`` back to shape (1,)); the
+    basis module is insplug's (``basis_module.bottom_module.*`` = ``ProtoNetEncoder``,
+    ``basis_module.semantic_head.*``). ``num_batches_tracked`` of the backbone is dropped
+    (detectron2's FrozenBN has none)::
+
+        python tools/convert_checkpoint.py blendmask R_50_1x.pth blendmask_r50_1x_d2.pth \\
+            --to detectron2
+    """
+    from insplug.converters.fcos import (fcos_head_to_detectron2_rules,
+                                         fix_fcos_scales_detectron2)
+    from insplug.converters.to_detectron2 import mmdet_resnet_to_detectron2_rules
+    convs = _max_index(state_dict, r'^bbox_head\.cls_convs\.(\d+)\.conv\.weight$')
+    norm = 'GN' if any(re.match(r'^bbox_head\.cls_convs\.\d+\.gn\.', k) for k in state_dict) \
+        else None
+    fpn = []
+    for i in range(3):
+        fpn += [(rf'^neck\.lateral_convs\.{i}\.conv\.', f'backbone.fpn_lateral{3 + i}.'),
+                (rf'^neck\.fpn_convs\.{i}\.conv\.', f'backbone.fpn_output{3 + i}.')]
+    fpn += [(r'^neck\.fpn_convs\.3\.conv\.', 'backbone.top_block.p6.'),
+            (r'^neck\.fpn_convs\.4\.conv\.', 'backbone.top_block.p7.')]
+    rules = (mmdet_resnet_to_detectron2_rules() + fpn
+             + [(r'^bbox_head\.top_layer\.(weight|bias)$', r'top_layer.\1')]
+             + fcos_head_to_detectron2_rules(num_convs=0 if convs is None else convs + 1,
+                                             norm=norm)
+             + [(r'^mask_head\.bottom_module\.', 'basis_module.bottom_module.'),
+                (r'^mask_head\.semantic_head\.', 'basis_module.semantic_head.')])
+    return fix_fcos_scales_detectron2(
+        rename_keys(state_dict, rules, method='blendmask (to detectron2)'))
