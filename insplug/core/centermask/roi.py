@@ -16,13 +16,14 @@ resampled with RoIAlign (aligned) and thresholded at 0.5, as detectron2's ``BitM
 """
 import math
 import sys
-from typing import List, Sequence
+from typing import List, Optional, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 from torchvision.ops import box_iou, roi_align
+
+from insplug.core.postprocess.paste import paste_masks_in_boxes
 
 
 def adaptive_roi_levels(boxes: Tensor, image_areas: Tensor, min_level: int,
@@ -160,30 +161,22 @@ def match_proposals(proposals: Tensor, gt_boxes: Tensor, iou_threshold: float = 
     return torch.where(iou >= iou_threshold, index, torch.full_like(index, -1))
 
 
-def paste_masks(probs: Tensor, boxes: Tensor, height: int, width: int) -> Tensor:
-    """Paste RoI mask probabilities into the image by bilinear sampling.
+def paste_masks(probs: Tensor, boxes: Tensor, height: int, width: int,
+                threshold: Optional[float] = None) -> Tensor:
+    """Paste RoI mask probabilities into the image by bilinear sampling (detectron2's
+    ``paste_masks_in_image`` geometry, in the probabilities' dtype), with the shared windowed
+    paster :func:`insplug.core.postprocess.paste.paste_masks_in_boxes`.
 
     Args:
         probs: (N, M, M) mask probabilities in box coordinates.
         boxes: (N, 4) boxes in image coordinates.
         height, width: output size.
+        threshold: None returns probabilities; a value returns ``probabilities >= threshold``.
 
     Returns:
-        (N, H, W) probabilities (0 outside the boxes).
+        (N, H, W) probabilities (0 outside the boxes), or bool masks.
     """
-    n = probs.shape[0]
-    if n == 0:
-        return probs.new_zeros((0, height, width))
-    ys = torch.arange(height, device=probs.device, dtype=probs.dtype) + 0.5
-    xs = torch.arange(width, device=probs.device, dtype=probs.dtype) + 0.5
-    x1, y1, x2, y2 = boxes.to(probs.dtype).unbind(1)
-    # normalised [-1, 1] coordinates of every pixel centre inside each box
-    gx = (xs[None] - x1[:, None]) / (x2 - x1).clamp(min=1e-6)[:, None] * 2 - 1  # (N, W)
-    gy = (ys[None] - y1[:, None]) / (y2 - y1).clamp(min=1e-6)[:, None] * 2 - 1  # (N, H)
-    grid = torch.stack((gx[:, None, :].expand(n, height, width),
-                        gy[:, :, None].expand(n, height, width)), dim=3)
-    return F.grid_sample(probs[:, None], grid, mode='bilinear', padding_mode='zeros',
-                         align_corners=False)[:, 0]
+    return paste_masks_in_boxes(probs, boxes, height, width, threshold)
 
 
 def subsample_positives(index: Tensor, max_num: int, generator=None) -> Tensor:

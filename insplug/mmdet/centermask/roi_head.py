@@ -134,6 +134,6 @@ class CenterMaskRoIHead(BaseModule):
             r.bboxes = boxes
             r.mask_scores = r.scores * q
             r = r[keep]
-            r.masks = paste_masks(p[keep], r.bboxes, h, w) >= self.mask_thr
+            r.masks = paste_masks(p[keep], r.bboxes, h, w, threshold=self.mask_thr)
             out.append(r)
         return out
