@@ -7,7 +7,12 @@ P = sum P_l.
 
 Released weights and normalisers (AdelaiDet ``SOLOv2.loss``, mmdet 3 ``SOLOV2Head``):
 ``loss_ins = 3 * mean_P(1 - dice)``, dice ``2 sum(p t) / (sum p^2 + 0.001 + sum t^2 + 0.001)``;
-``loss_cate = 1 * focal_sum / (P + 1)`` (alpha 0.25, gamma 2).
+``loss_cate = 1 * focal_sum / (C + 1)`` (alpha 0.25, gamma 2), C the number of distinct
+positive cells (a cell may be the positive of several instances: P >= C).
+
+mmdet 3's ``SOLOV2Head`` / ``SOLOHead`` divide the dice sum by C instead of P (both official
+releases, WXinlong/SOLO and AdelaiDet, take the mean over the P targets): reachable with
+``dice_normalizer='cells'``.
 """
 from typing import Dict, List, Sequence
 
@@ -18,7 +23,8 @@ from torch import Tensor
 from insplug.core.fcos.loss import sigmoid_focal_loss_sum
 from insplug.core.losses.dice import dice_loss
 
-DEFAULT_LOSS = dict(dice_weight=3.0, focal_weight=1.0, focal_alpha=0.25, focal_gamma=2.0)
+DEFAULT_LOSS = dict(dice_weight=3.0, focal_weight=1.0, focal_alpha=0.25, focal_gamma=2.0,
+                    dice_normalizer='targets')
 
 
 def dynamic_masks(mask_feat: Tensor, kernels: Tensor, kernel_size: int = 1) -> Tensor:
@@ -65,18 +71,23 @@ def solov2_losses(cls_logits: Sequence[Tensor], kernel_preds: Sequence[Tensor],
                   mask_feats: Tensor, targets: Sequence[Sequence[Dict[str, Tensor]]],
                   num_classes: int, kernel_size: int = 1, dice_weight: float = 3.0,
                   focal_weight: float = 1.0, focal_alpha: float = 0.25,
-                  focal_gamma: float = 2.0) -> Dict[str, Tensor]:
+                  focal_gamma: float = 2.0, dice_normalizer: str = 'targets'
+                  ) -> Dict[str, Tensor]:
     """SOLOv2's two losses.
 
     Args:
         cls_logits: L tensors (B, K, S_l, S_l). kernel_preds: L tensors (B, E*k*k, S_l, S_l).
         mask_feats: (B, E, h, w). targets: per image, per level (:func:`solo_targets_single`).
         num_classes: K.
+        dice_normalizer: 'targets' (official: mean over the P targets) or 'cells' (mmdet 3:
+            sum over the P targets / the C distinct positive cells).
 
     Returns:
         ``loss_ins`` (dice, AdelaiDet's name; mmdet: ``loss_mask``), ``loss_cate``
         (mmdet: ``loss_cls``), scalars.
     """
+    if dice_normalizer not in ('targets', 'cells'):
+        raise ValueError(f"dice_normalizer must be 'targets' or 'cells', got {dice_normalizer!r}")
     mask_logits = positive_mask_logits(kernel_preds, mask_feats, targets, kernel_size)
     mask_targets = [torch.cat([t[lvl]['mask_targets'] for t in targets])
                     for lvl in range(len(cls_logits))]
@@ -84,7 +95,9 @@ def solov2_losses(cls_logits: Sequence[Tensor], kernel_preds: Sequence[Tensor],
     logits = torch.cat([m.flatten(1) for m in mask_logits])
     tmask = torch.cat([m.flatten(1) for m in mask_targets])
     if logits.shape[0]:
-        loss_ins = dice_loss(logits, tmask, eps=0.002, reduction='mean') * dice_weight
+        per_target = dice_loss(logits, tmask, eps=0.002, reduction='none')
+        denominator = per_target.shape[0] if dice_normalizer == 'targets' else num_pos
+        loss_ins = per_target.sum() / denominator * dice_weight
     else:
         loss_ins = mask_feats.sum() * 0
     labels = torch.cat([torch.cat([t[lvl]['labels'].flatten() for t in targets])
