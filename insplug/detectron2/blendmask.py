@@ -49,7 +49,7 @@ from .config import register_config_node, signature_defaults
 from .fcos import InsplugFCOS
 from .masks import instances_mask_tensor
 
-__all__ = ['InsplugBlendMask', 'InsplugBasisModule', 'BLENDMASK_DEFAULTS']
+__all__ = ['InsplugBlendMask', 'InsplugBasisModule', 'build_top_layer', 'BLENDMASK_DEFAULTS']
 
 # BlendMask's defaults that the core has no default argument for (AdelaiDet
 # adet/config/defaults.py MODEL.BLENDMASK / MODEL.BASIS_MODULE; equal to the mmdet
@@ -80,6 +80,15 @@ def _blendmask_node():
     node.BASIS.LOSS_WEIGHT = signature_defaults(B.semantic_loss)['weight']
     node.BASIS.SEMANTIC_STRIDE = d['semantic_stride']  # AdelaiDet COMMON_STRIDE
     return node
+
+
+def build_top_layer(in_channels: int, num_bases: int = 4, attn_size: int = 14) -> nn.Conv2d:
+    """BlendMask's top layer: conv3x3 ``in_channels -> num_bases * attn_size ** 2``,
+    N(0, 0.01) weights, zero bias (AdelaiDet)."""
+    layer = nn.Conv2d(in_channels, num_bases * attn_size ** 2, 3, padding=1)
+    nn.init.normal_(layer.weight, std=0.01)
+    nn.init.constant_(layer.bias, 0)
+    return layer
 
 
 class InsplugBasisModule(nn.Module):
@@ -171,9 +180,7 @@ class InsplugBlendMask(nn.Module):
                              f'backbone outputs {sorted(shapes)}')
         in_channels = shapes[b.BASIS.IN_FEATURES[0]].channels
         num_classes = cfg.MODEL.INSPLUG.FCOS.NUM_CLASSES
-        top_layer = nn.Conv2d(in_channels, b.BASIS.NUM_BASES * b.ATTN_SIZE ** 2, 3, padding=1)
-        nn.init.normal_(top_layer.weight, std=0.01)
-        nn.init.constant_(top_layer.bias, 0)
+        top_layer = build_top_layer(in_channels, b.BASIS.NUM_BASES, b.ATTN_SIZE)
         return dict(
             backbone=backbone, proposal_generator=build_proposal_generator(cfg, shapes),
             basis_module=InsplugBasisModule(

@@ -349,3 +349,38 @@ def test_defaults_equal_mmdet_head_defaults():
     assert (b.ATTN_SIZE, b.BOTTOM_RESOLUTION, b.POOLER_SAMPLING_RATIO) == (
         d['attn_size'], d['bottom_resolution'], d['pooler_sampling_ratio'])
     assert b.BASIS.LOSS_WEIGHT == d['semantic_loss_weight']
+
+
+def test_lazyconfig_builds_trains_and_equals_yaml(d2_shapes):
+    from detectron2.config import LazyConfig, instantiate
+    from test_d2_lazyconfig import load_on_demo, train_step_and_inference
+    lazy = LazyConfig.load(osp.join(D2_CONFIGS, 'blendmask_r50_1x.py'))
+    cfg = get_cfg()
+    add_insplug_config(cfg)
+    cfg.merge_from_file(osp.join(D2_CONFIGS, 'blendmask_r50_1x.yaml'))
+    cfg.MODEL.DEVICE = 'cpu'
+    # the LazyConfig builds the same model as the yaml: same keys, shapes and hyper-parameters
+    torch.manual_seed(0)
+    a, b = instantiate(lazy.model), build_model(cfg)
+    assert {k: v.shape for k, v in a.state_dict().items()} == \
+        {k: v.shape for k, v in b.state_dict().items()}
+    pa, pb = a.proposal_generator, b.proposal_generator
+    assert (pa.strides, pa.regress_ranges, pa.center_sample_radius, pa.loss_opts,
+            pa.test_opts) == (pb.strides, pb.regress_ranges, pb.center_sample_radius,
+                              pb.loss_opts, pb.test_opts)
+    for name in ('attn_size', 'bottom_resolution', 'bases_stride', 'pooler_sampling_ratio',
+                 'instance_loss_weight', 'semantic_loss_weight', 'semantic_stride',
+                 'mask_threshold', 'basis_in_features'):
+        assert getattr(a, name) == getattr(b, name), name
+    assert torch.equal(a.pixel_mean, b.pixel_mean) and torch.equal(a.pixel_std, b.pixel_std)
+    assert a.proposal_generator.fcos_head.scales is None
+    assert lazy.optimizer.lr == cfg.SOLVER.BASE_LR and lazy.train.max_iter == cfg.SOLVER.MAX_ITER
+    assert list(lazy.lr_multiplier.scheduler.milestones[:2]) == list(cfg.SOLVER.STEPS)
+    assert lazy.dataloader.train.total_batch_size == cfg.SOLVER.IMS_PER_BATCH
+    del a, b
+    # one training step and inference on the demo images (128 px)
+    lazy = load_on_demo('blendmask_r50_1x.py', d2_shapes, 'model.proposal_generator.num_classes')
+    lazy.model.proposal_generator.head.num_classes = 5
+    lazy.model.basis_module.num_classes = 5
+    model, _, losses = train_step_and_inference(lazy)
+    assert set(losses) == LOSSES
