@@ -45,3 +45,23 @@ def convert_polarmask(state_dict):
         if '.scales' in k and k.endswith('.scale') and v.dim() == 1:
             out[k] = v.reshape(())
     return out
+
+
+# ----------------------------------------------------------------------------- detectron2
+def to_detectron2(state_dict):
+    """insplug mmdet-layout PolarMask state_dict (the output of :func:`convert_polarmask`) ->
+    insplug's detectron2 ``InsplugPolarMask``: mmdet ResNet -> detectron2 ResNet
+    (``backbone.bottom_up.*``; caffe-style trunks need ``RESNETS.STRIDE_IN_1X1: True``), mmdet
+    FPN (laterals from C3) -> detectron2 ``FPN`` (``fpn_lateral3..5``, ``fpn_output3..5``,
+    ``top_block.p6/p7``), ``bbox_head.*`` -> ``head.*`` (the same core ``PolarMaskHeadNet``
+    names; rays already in insplug's order). Tensors are unchanged."""
+    from .centermask import _d2_fpn_rules
+    from .to_detectron2 import mmdet_resnet_to_detectron2_rules
+    rules = (mmdet_resnet_to_detectron2_rules() + _d2_fpn_rules(state_dict)
+             + [(r'^bbox_head\.', 'head.')])
+    return rename_keys(state_dict, rules, method='polarmask (to detectron2)')
+
+
+def official_to_detectron2(state_dict):
+    """PolarMask release ``{key: Tensor}`` -> insplug's detectron2 ``InsplugPolarMask``."""
+    return to_detectron2(convert_polarmask(state_dict))
