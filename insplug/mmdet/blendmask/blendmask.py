@@ -12,7 +12,6 @@ import torch
 import torch.distributed as dist
 from mmdet.models.dense_heads.base_mask_head import BaseMaskHead
 from mmdet.models.detectors.single_stage_instance_seg import SingleStageInstanceSegmentor
-from mmdet.models.roi_heads.mask_heads.fcn_mask_head import _do_paste_mask
 from mmdet.models.utils import unpack_gt_instances
 from mmdet.models.utils.misc import empty_instances
 from mmengine.config import ConfigDict
@@ -22,6 +21,7 @@ from torch import Tensor, nn
 from insplug.core.blendmask import blender as B
 from insplug.core.blendmask.semantic_head import SemanticHead
 from insplug.core.fcos import rescale_clip_boxes
+from insplug.core.postprocess.paste import paste_masks_in_boxes
 from insplug.mmdet.fcos import FaithfulFCOSHead
 from insplug.mmdet.postprocess.nms import apply_nms_to_results, build_nms
 from insplug.registry import MODELS
@@ -266,9 +266,9 @@ class BlendMaskHead(BaseMaskHead):
                 out.append(empty_instances([meta], bases.device, task_type='mask',
                                            instance_results=[results])[0])
                 continue
-            masks, _ = _do_paste_mask(img_probs[:, None], results.bboxes, h, w,
-                                      skip_empty=False)
-            results.masks = masks >= mask_thr
+            # detectron2's paste geometry in float32, on each box's support window only
+            results.masks = paste_masks_in_boxes(img_probs, results.bboxes, h, w, mask_thr,
+                                                 dtype=torch.float32)
             if mask_nms is not None:
                 results = apply_nms_to_results(results, build_nms(mask_nms))
             out.append(results)
