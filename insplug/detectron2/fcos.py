@@ -28,8 +28,8 @@ API (small on purpose; BlendMask, EmbedMask, CenterMask build on it)::
 * training: ``losses`` has ``loss_fcos_cls``, ``loss_fcos_loc``, ``loss_fcos_ctr`` (AdelaiDet's
   names; ``loss_fcos_iou`` instead of ``loss_fcos_ctr`` with ``BOX_QUALITY: iou``);
   ``results`` is a dict: ``instances`` = one flat ``Instances`` of the positive locations of the
-  whole batch (fields ``im_inds``, ``gt_inds`` (index into that image's ``gt_instances``),
-  ``labels``, ``locations``, ``fpn_levels``, ``reg_targets`` (pixels), ``gt_ctrs`` (centerness
+  whole batch, image-major (fields ``im_inds``, ``gt_inds`` (index into that image's
+  ``gt_instances``), ``point_inds`` (into the image's points), ``labels``, ``locations``, ``fpn_levels``, ``reg_targets`` (pixels), ``gt_ctrs`` (centerness
   targets), ``top_feats``), ``loss_denorm`` (the GPU-averaged centerness-target sum, BlendMask's
   mask-loss normaliser), ``num_pos_avg``; with ``YIELD_PROPOSAL: True`` also ``proposals``
   (the detections above, made with the ``*_TRAIN`` thresholds, without gradient).
@@ -148,7 +148,9 @@ class InsplugFCOSHead(nn.Module):
 
     Forward: L maps (B, C, H_l, W_l) -> per-level lists of cls logits (B, K, H, W), box
     (l, t, r, b) (B, 4, H, W) (stride units with ``norm_reg_targets``, else pixels),
-    centerness logits (B, 1, H, W), top feats (B, T, H, W) (empty without ``top_module``).
+    centerness logits (B, 1, H, W), top feats (B, T, H, W) (empty without ``top_module``)
+    and, with ``box_towers=True``, the box-tower features (B, C, H, W) (AdelaiDet
+    ``YIELD_BOX_FEATURES``; EmbedMask's embeddings read them).
     """
 
     def __init__(self, in_channels: int, num_classes: int, num_cls_convs: int = 4,
@@ -183,8 +185,9 @@ class InsplugFCOSHead(nn.Module):
                     nn.init.constant_(layer.bias, 0)
         nn.init.constant_(self.cls_logits.bias, -math.log((1 - prior_prob) / prior_prob))
 
-    def forward(self, features: Sequence[Tensor], top_module: Optional[nn.Module] = None):
-        logits, regs, ctrs, tops = [], [], [], []
+    def forward(self, features: Sequence[Tensor], top_module: Optional[nn.Module] = None,
+                box_towers: bool = False):
+        logits, regs, ctrs, tops, towers = [], [], [], [], []
         for lvl, feat in enumerate(features):
             feat = self.share_tower(feat)
             cls_tower = self.cls_tower(feat)
@@ -197,6 +200,10 @@ class InsplugFCOSHead(nn.Module):
             regs.append(F.relu(reg) if self.norm_reg_targets else reg.exp())
             if top_module is not None:
                 tops.append(top_module(bbox_tower))
+            if box_towers:
+                towers.append(bbox_tower)
+        if box_towers:
+            return logits, regs, ctrs, tops, towers
         return logits, regs, ctrs, tops
 
 
@@ -288,33 +295,42 @@ class InsplugFCOS(nn.Module):
             clip_before_nms=f.CLIP_BEFORE_NMS, yield_proposal=f.YIELD_PROPOSAL)
 
     # ------------------------------------------------------------------ parts
-    def forward_head(self, features: Dict[str, Tensor], top_module: Optional[nn.Module] = None):
+    def forward_head(self, features: Dict[str, Tensor], top_module: Optional[nn.Module] = None,
+                     box_towers: bool = False):
         """Raw outputs: per-level lists (see :class:`InsplugFCOSHead`)."""
-        return self.fcos_head([features[n] for n in self.in_features], top_module)
+        return self.fcos_head([features[n] for n in self.in_features], top_module, box_towers)
 
     def locations(self, logits: List[Tensor]) -> List[Tensor]:
         """L tensors (P_l, 2) of point coordinates."""
         return fcos_locations([x.shape[-2:] for x in logits], self.strides, logits[0].dtype,
                               logits[0].device)
 
-    def targets(self, locations: List[Tensor], gt_instances: List[Instances]):
+    def targets(self, locations: List[Tensor], gt_instances: List[Instances],
+                extra_valid: Optional[List[Optional[Tensor]]] = None):
         """Per image: labels (P,) (K = background), reg targets (P, 4) (stride units with
-        ``norm_reg_targets``, else pixels), gt_inds (P,) (-1 background)."""
+        ``norm_reg_targets``, else pixels), gt_inds (P,) (-1 background).
+
+        ``extra_valid``: optional per-image (P, G) bool further restricting the candidates
+        (e.g. EmbedMask's "point on the object's mask"); None entries: no restriction."""
         pts, pstr, rng = level_point_info(locations, self.strides, self.regress_ranges)
         out = []
-        for gt in gt_instances:
+        for i, gt in enumerate(gt_instances):
             labels, reg, inds = fcos_targets(pts, pstr, rng, gt.gt_boxes.tensor.to(pts.dtype),
                                              gt.gt_classes, self.num_classes,
-                                             self.center_sample_radius)
+                                             self.center_sample_radius,
+                                             extra_valid=None if extra_valid is None
+                                             else extra_valid[i])
             if self.fcos_head.norm_reg_targets:
                 reg = reg / pstr[:, None]
             out.append((labels, reg, inds))
         return out
 
-    def losses(self, logits, regs, ctrs, tops, locations, gt_instances):
-        """(extras dict, loss dict) of a training batch (module docstring)."""
+    def losses(self, logits, regs, ctrs, tops, locations, gt_instances, targets=None):
+        """(extras dict, loss dict) of a training batch (module docstring); ``targets``:
+        the output of :meth:`targets` (computed here when None)."""
         num_imgs = logits[0].shape[0]
-        targets = self.targets(locations, gt_instances)
+        if targets is None:
+            targets = self.targets(locations, gt_instances)
         cls = _flat(logits, self.num_classes)
         labels = torch.stack([t[0] for t in targets]).reshape(-1)
         reg_t = torch.stack([t[1] for t in targets]).reshape(-1, 4)
@@ -333,6 +349,7 @@ class InsplugFCOS(nn.Module):
         inst.im_inds = pos // num_points
         inst.gt_inds = gt_inds[pos]
         inst.labels = labels[pos]
+        inst.point_inds = point
         inst.locations = torch.cat(locations)[point]
         inst.fpn_levels = lvl[point]
         inst.reg_targets = reg_t[pos] * (strides[:, None] if self.fcos_head.norm_reg_targets
