@@ -167,3 +167,45 @@ def test_paste_matches_per_pixel_reference_and_chunks_agree():
     tiny = paste_masks_in_image(masks, boxes, h, w, threshold=0.5, chunk_pixels=1)
     assert torch.equal(binary, tiny)
     assert paste_masks_in_image(masks[:0], boxes[:0], h, w).shape == (0, h, w)
+
+
+def test_class_logits_equal_the_full_classifier_channel_with_gradients():
+    """The class-row gather gives the full K-channel 1x1 classifier's selected channel, and
+    the same gradients to the features and to the classifier (weight rows of other classes
+    get zero)."""
+    from insplug.core.refinemask.sfm import class_logits
+    gen = torch.Generator().manual_seed(1)
+    conv = torch.nn.Conv2d(6, 5, 1).double()
+    feats = torch.randn(4, 6, 7, 7, generator=gen, dtype=torch.float64, requires_grad=True)
+    labels = torch.tensor([4, 0, 4, 2])
+    up = torch.randn(4, 7, 7, generator=gen, dtype=torch.float64)
+    ref = select_class(conv(feats), labels)
+    g_ref = torch.autograd.grad((ref * up).sum(), [feats, conv.weight, conv.bias])
+    out = class_logits(conv, feats, labels)
+    g_out = torch.autograd.grad((out * up).sum(), [feats, conv.weight, conv.bias])
+    assert torch.allclose(out, ref, atol=1e-12, rtol=0)
+    for a, b in zip(g_out, g_ref):
+        assert torch.allclose(a, b, atol=1e-12, rtol=0)
+    assert g_out[1][[1, 3]].abs().sum() == 0
+    agnostic = torch.nn.Conv2d(6, 1, 1).double()
+    assert torch.equal(class_logits(agnostic, feats, labels), agnostic(feats)[:, 0])
+    assert class_logits(conv, feats[:0], labels[:0]).shape == (0, 7, 7)
+
+
+def test_sfm_stage_gradcheck_with_inplace_relu():
+    """In-place ReLUs keep autograd exact: float64 gradcheck of a whole SFM stage."""
+    torch.manual_seed(0)
+    stage = SFMStage(3, 6, 4, 3, semantic_stride=4).double()
+    gen = torch.Generator().manual_seed(2)
+    feats = torch.randn(2, 6, 4, 4, generator=gen, dtype=torch.float64, requires_grad=True)
+    sem = torch.randn(1, 3, 8, 8, generator=gen, dtype=torch.float64, requires_grad=True)
+    prob = torch.rand(1, 1, 8, 8, generator=gen, dtype=torch.float64)
+    rois = torch.tensor([[0, 2.0, 3.0, 20.0, 25.0], [0, 8.0, 1.0, 30.0, 14.0]],
+                        dtype=torch.float64)
+    labels = torch.tensor([2, 0])
+
+    def fn(f, s):
+        logits, out = stage(f, s, prob, rois, labels)
+        return logits, out
+
+    assert torch.autograd.gradcheck(fn, (feats, sem), eps=1e-6, atol=1e-5)

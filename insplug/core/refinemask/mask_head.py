@@ -11,7 +11,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .semantic_head import SemanticBranch
-from .sfm import SFMStage, init_conv, select_class
+from .sfm import SFMStage, class_logits, init_conv
 
 
 class RefineMaskNet(nn.Module):
@@ -89,13 +89,13 @@ class RefineMaskNet(nn.Module):
                              f'output_size to {self.stage_sup_size[0]}')
         x = roi_feats
         for conv in self.instance_convs:
-            x = F.relu(conv(x))
+            x = F.relu(conv(x), inplace=True)
         semantic_prob = semantic_logits.sigmoid()[:, None]
         stage_logits = []
         for stage in self.stages:
             logits, x = stage(x, semantic_feats, semantic_prob, rois, labels)
             stage_logits.append(logits)
-        stage_logits.append(select_class(self.final_logits(x), labels))
+        stage_logits.append(class_logits(self.final_logits, x, labels))
         return stage_logits
 
     def forward(self, roi_feats, finest_feats, rois, labels):

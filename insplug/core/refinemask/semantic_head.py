@@ -25,5 +25,5 @@ class SemanticBranch(nn.Module):
     def forward(self, x):
         """(B, Cin, Hf, Wf) -> features (B, Cs, Hf, Wf), foreground logits (B, Hf, Wf)."""
         for conv in self.convs:
-            x = F.relu(conv(x))
+            x = F.relu(conv(x), inplace=True)
         return x, self.logits(x)[:, 0]

@@ -41,6 +41,27 @@ def select_class(logits, labels):
     return logits[torch.arange(logits.shape[0], device=logits.device), labels]
 
 
+def class_logits(conv, feats, labels):
+    """``select_class(conv(feats), labels)`` from each RoI's class row of the 1x1 classifier
+    only: (N, C) @ (N, C, S*S) instead of K full maps of which one is kept.
+
+    Args:
+        conv: 1x1 ``nn.Conv2d`` C -> K (K classes, or 1: class-agnostic).
+        feats: (N, C, S, S). labels: (N,) int64; ignored when K == 1.
+
+    Returns:
+        (N, S, S) logits (equal to the full classifier's channel up to float rounding).
+    """
+    if conv.out_channels == 1:
+        return conv(feats)[:, 0]
+    n, c, h, w = feats.shape
+    weight = conv.weight[labels].reshape(n, 1, c)  # (N, 1, C)
+    out = torch.bmm(weight, feats.reshape(n, c, h * w)).reshape(n, h, w)
+    if conv.bias is not None:
+        out = out + conv.bias[labels][:, None, None]
+    return out
+
+
 def roi_align_maps(maps, rois, size, stride):
     """RoIAlign (aligned, adaptive sampling) of image maps into S x S windows.
 
@@ -69,7 +90,7 @@ class MultiBranchFusion(nn.Module):
         self.merge = init_conv(nn.Conv2d(channels, channels, 1))
 
     def forward(self, x):
-        return self.merge(sum(F.relu(branch(x)) for branch in self.branches))
+        return self.merge(sum(F.relu(branch(x), inplace=True) for branch in self.branches))
 
 
 class SFMStage(nn.Module):
@@ -114,16 +135,18 @@ class SFMStage(nn.Module):
             feats: (N, C / 2, 2S, 2S) instance features of the next stage.
         """
         size = instance_feats.shape[-1]
-        logits = select_class(self.mask_logits(instance_feats), labels)
+        logits = class_logits(self.mask_logits, instance_feats, labels)
         mask_prob = logits.sigmoid()[:, None]
-        sem = F.relu(self.semantic_in(semantic_feats))
-        roi_sem = F.relu(self.semantic_out(roi_align_maps(sem, rois, size, self.semantic_stride)))
+        sem = F.relu(self.semantic_in(semantic_feats), inplace=True)
+        roi_sem = F.relu(self.semantic_out(roi_align_maps(sem, rois, size, self.semantic_stride)),
+                         inplace=True)
         roi_sem_prob = roi_align_maps(semantic_prob, rois, size, self.semantic_stride)
         x = torch.cat([instance_feats, roi_sem, mask_prob, roi_sem_prob], dim=1)
-        x = F.relu(self.reduce(x))
-        x = F.relu(self.fusion(x))
-        x = F.relu(self.expand(x))
-        x = F.relu(F.interpolate(x, scale_factor=2, mode='bilinear', align_corners=False))
+        x = F.relu(self.reduce(x), inplace=True)
+        x = F.relu(self.fusion(x), inplace=True)
+        x = F.relu(self.expand(x), inplace=True)
+        x = F.relu(F.interpolate(x, scale_factor=2, mode='bilinear', align_corners=False),
+                   inplace=True)
         up = 2 * size
         masks = F.interpolate(torch.cat([mask_prob, roi_sem_prob], dim=1), size=(up, up),
                               mode='bilinear', align_corners=True)
