@@ -42,10 +42,14 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from insplug.core.postprocess.nms import fast_nms
+from insplug.core.prototypes.assembly import downsample_gt_masks, semantic_targets_multilabel
+from insplug.core.prototypes.mask_rescoring import gather_class_iou
 
 __all__ = ['make_priors', 'point_form', 'encode_boxes', 'decode_boxes', 'match_priors',
            'ohem_conf_loss', 'box_loss', 'proto_mask_losses', 'semantic_seg_loss',
-           'fast_nms_candidates', 'sanitize_boxes', 'VARIANCES']
+           'fast_nms_candidates', 'sanitize_boxes', 'VARIANCES', 'match_batch',
+           'box_branch_losses', 'mask_iou_loss', 'mask_branch_losses', 'detect',
+           'assemble_masks', 'upsample_masks', 'output_boxes', 'postprocess']
 
 VARIANCES = (0.1, 0.2)
 
@@ -342,3 +346,284 @@ def sanitize_boxes(boxes: Tensor, width: int, height: int, integer: bool = True)
     out = torch.stack([x1, y1, x2, y2], 1)
     return out.trunc() if integer else out
 
+
+
+# --------------------------------------------------------------------------- batch wiring
+# (shared by the mmdet and detectron2 adapters: they only convert their structures to the
+# relative boxes / masks / labels below and back)
+def match_batch(gt_boxes: Sequence[Tensor], gt_labels: Sequence[Tensor],
+                crowd_boxes: Sequence[Optional[Tensor]], priors: Tensor, num_classes: int,
+                pos_iou_thr: float = 0.5, neg_iou_thr: float = 0.4, crowd_iou_thr: float = 0.7
+                ) -> Tuple[Tensor, Tensor, Tensor]:
+    """:func:`match_priors` and :func:`encode_boxes` for every image of a batch.
+
+    Args:
+        gt_boxes: per image (G_b, 4) relative x1y1x2y2 (crowds excluded; G_b may be 0).
+        gt_labels: per image (G_b,) in [0, K).
+        crowd_boxes: per image (C_b, 4) relative crowd boxes, or None.
+        priors: (P, 4) centre-size.
+        num_classes: K.
+        pos_iou_thr, neg_iou_thr, crowd_iou_thr: see :func:`match_priors`.
+
+    Returns:
+        labels (B, P) int64 (K negative, -1 neutral; an image without GT is all negative),
+        gt_inds (B, P) int64, loc_targets (B, P, 4) (zero where there is no GT).
+    """
+    b, p = len(gt_boxes), priors.size(0)
+    labels = priors.new_full((b, p), num_classes, dtype=torch.long)
+    gt_inds = priors.new_zeros((b, p), dtype=torch.long)
+    loc_t = priors.new_zeros((b, p, 4))
+    for i in range(b):
+        if gt_boxes[i].numel() == 0:
+            continue
+        crowd = crowd_boxes[i] if crowd_boxes is not None else None
+        crowd = crowd if crowd is not None and crowd.numel() else None
+        labels[i], gt_inds[i] = match_priors(gt_boxes[i].to(priors.dtype), gt_labels[i],
+                                             priors, num_classes, crowd, pos_iou_thr,
+                                             neg_iou_thr, crowd_iou_thr)
+        loc_t[i] = encode_boxes(gt_boxes[i].to(priors.dtype)[gt_inds[i]], priors)
+    return labels, gt_inds, loc_t
+
+
+def box_branch_losses(cls_scores: Tensor, bbox_preds: Tensor, labels: Tensor,
+                      loc_targets: Tensor, neg_pos_ratio: int = 3, cls_weight: float = 1.0,
+                      bbox_weight: float = 1.5) -> Tuple[dict, Tensor, Tensor]:
+    """YOLACT's ``loss_cls`` (OHEM) and ``loss_bbox`` of a batch, divided by its positives.
+
+    Args:
+        cls_scores: (B, P, K + 1) logits, background last.
+        bbox_preds: (B, P, 4) encoded boxes.
+        labels: (B, P) from :func:`match_batch`; loc_targets: (B, P, 4).
+        neg_pos_ratio: OHEM negatives per positive (3).
+        cls_weight, bbox_weight: ``conf_alpha`` (1), ``bbox_alpha`` (1.5).
+
+    Returns:
+        ``{'loss_cls', 'loss_bbox'}`` scalars; pos (B, P) bool; num_pos scalar int64 (the
+        release divides by it; a batch without positives is divided by 1 instead of 0).
+    """
+    num_classes = cls_scores.size(-1) - 1
+    pos = (labels >= 0) & (labels < num_classes)
+    num_pos = pos.sum()
+    avg = num_pos.clamp(min=1).to(bbox_preds.dtype)
+    loss_cls = ohem_conf_loss(cls_scores, labels, neg_pos_ratio)
+    loss_bbox = box_loss(bbox_preds[pos], loc_targets[pos])
+    return (dict(loss_cls=loss_cls * cls_weight / avg, loss_bbox=loss_bbox * bbox_weight / avg),
+            pos, num_pos)
+
+
+def mask_iou_loss(mask_iou_net, maskiou, num_pos: float, weight: float = 25.0,
+                  detach_input: bool = False) -> Tensor:
+    """YOLACT++'s mask-IoU loss: smooth-L1 (beta 1) sum of the net's IoU at the GT class against
+    the binarised masks' IoU, times ``weight`` / ``num_pos``.
+
+    Args:
+        mask_iou_net: (M, 1, H, W) -> (M, K) module.
+        maskiou: the second output of :func:`proto_mask_losses` (or None: a zero that keeps the
+            net in the graph).
+        num_pos: the batch's positives (>= 1).
+        weight: ``maskiou_alpha`` (25).
+        detach_input: stop the gradient into the masks (the release does not).
+    """
+    zero = sum(p.sum() * 0 for p in mask_iou_net.parameters())
+    if maskiou is None:
+        return zero
+    inputs, targets, labels = maskiou
+    if detach_input:
+        inputs = inputs.detach()
+    pred = gather_class_iou(mask_iou_net(inputs), labels)
+    loss = F.smooth_l1_loss(pred, targets.to(pred.dtype), reduction='sum')
+    return loss * weight / num_pos + zero
+
+
+def mask_branch_losses(protos: Tensor, segm: Optional[Tensor], coeffs: List[Tensor],
+                       gt_inds: List[Tensor], gt_boxes: List[Tensor], gt_masks: List[Tensor],
+                       gt_labels: List[Tensor], num_pos: float, num_classes: int,
+                       mask_weight: float = 6.125, masks_to_train: int = 100,
+                       crop_padding: int = 1, segm_weight: float = 1.0, mask_iou_net=None,
+                       mask_iou_weight: float = 25.0, discard_mask_area: float = 25,
+                       detach_mask_iou_input: bool = False) -> dict:
+    """YOLACT's mask-branch losses of a batch (``loss_mask``, ``loss_segm``, ``loss_mask_iou``).
+
+    Args:
+        protos: (B, k, H, W) prototypes.
+        segm: (B, K, h, w) semantic logits, or None (no semantic loss).
+        coeffs: per image (N_b, k) coefficients of the positives.
+        gt_inds: per image (N_b,) GT index of each positive.
+        gt_boxes: per image (G_b, 4) relative boxes.
+        gt_masks: per image (G_b, Hi, Wi) bool masks on the (padded) input.
+        gt_labels: per image (G_b,) classes.
+        num_pos: the batch's number of positives (clamped to >= 1 here).
+        num_classes: K.
+        mask_weight: ``mask_alpha`` (6.125); masks_to_train, crop_padding: see
+            :func:`proto_mask_losses`.
+        segm_weight: semantic loss weight (1).
+        mask_iou_net: YOLACT++'s :class:`FastMaskIoUNet`, or None.
+        mask_iou_weight, discard_mask_area, detach_mask_iou_input: see :func:`mask_iou_loss`
+            and :func:`proto_mask_losses`.
+
+    Returns:
+        dict of scalars: ``loss_mask`` (summed per-positive losses x mask_weight / (H W) /
+        num_pos), ``loss_segm`` (when ``segm`` is given; divided by B), ``loss_mask_iou`` (with
+        a mask-IoU net).
+    """
+    grid = protos.shape[-2:]
+    small = [downsample_gt_masks(m.to(device=protos.device, dtype=torch.bool), grid)
+             if m.numel() else protos.new_zeros((0, *grid)) for m in gt_masks]
+    num_pos = float(max(num_pos, 1))
+    loss_m, maskiou = proto_mask_losses(protos, coeffs, gt_inds, gt_boxes, small, gt_labels,
+                                        masks_to_train, crop_padding, discard_mask_area,
+                                        mask_iou_net is not None)
+    zero = sum(c.sum() * 0 for c in coeffs)
+    losses = dict(loss_mask=(loss_m + zero) * mask_weight / grid[0] / grid[1] / num_pos)
+    if segm is not None:
+        targets = torch.stack([
+            semantic_targets_multilabel(m.to(device=segm.device, dtype=torch.bool), lab,
+                                        num_classes, segm.shape[-2:]) if lab.numel() else
+            segm.new_zeros(segm.shape[1:]) for m, lab in zip(gt_masks, gt_labels)])
+        losses['loss_segm'] = semantic_seg_loss(segm, targets.to(segm.dtype)) / \
+            segm.size(0) * segm_weight
+    if mask_iou_net is not None:
+        losses['loss_mask_iou'] = mask_iou_loss(mask_iou_net, maskiou, num_pos,
+                                                mask_iou_weight, detach_mask_iou_input)
+    return losses
+
+
+def detect(cls_scores: Tensor, bbox_preds: Tensor, coeffs: Tensor, priors: Tensor,
+           score_thr: float = 0.05, iou_thr: float = 0.5, top_k: int = 200,
+           max_num: int = 100, second_threshold: bool = False) -> dict:
+    """The release's detections of one image (softmax, decoding, :func:`fast_nms_candidates`).
+
+    Args:
+        cls_scores: (P, K + 1) logits, background last.
+        bbox_preds: (P, 4) encoded boxes; coeffs: (P, k); priors: (P, 4) centre-size.
+        score_thr, iou_thr, top_k, max_num, second_threshold: see :func:`fast_nms_candidates`.
+
+    Returns:
+        dict ``rel_bboxes`` (N, 4) relative, not clipped; ``labels`` (N,); ``scores`` (N,);
+        ``coeffs`` (N, k); sorted by decreasing score.
+    """
+    scores = F.softmax(cls_scores, -1)[:, :-1]
+    rel = decode_boxes(bbox_preds, priors)
+    anchors, labels, det_scores = fast_nms_candidates(scores, rel, score_thr, iou_thr, top_k,
+                                                      max_num, second_threshold)
+    return dict(rel_bboxes=rel[anchors], labels=labels, scores=det_scores,
+                coeffs=coeffs[anchors])
+
+
+def assemble_masks(protos: Tensor, coeffs: Tensor, rel_bboxes: Tensor,
+                   crop_padding: int = 1) -> Tensor:
+    """Mask probabilities of one image's detections: ``sigmoid(coeffs @ protos)`` cropped to the
+    boxes (:func:`_crop_rel`).
+
+    Args:
+        protos: (k, H, W); coeffs: (N, k); rel_bboxes: (N, 4) relative.
+
+    Returns:
+        (N, H, W) probabilities.
+    """
+    k, gh, gw = protos.shape
+    probs = torch.sigmoid(coeffs @ protos.reshape(k, gh * gw)).reshape(-1, gh, gw)
+    return _crop_rel(probs, rel_bboxes, crop_padding)
+
+
+def upsample_masks(probs: Tensor, input_hw, img_hw, size) -> Tensor:
+    """(N, H, W) prototype-grid masks spanning the (padded) input -> (N, *size) covering the
+    image, in one bilinear step (the release: ``F.interpolate`` to the original size).
+
+    Args:
+        probs: (N, H, W); input_hw: (Hp, Wp) padded input; img_hw: (h, w) image inside it;
+        size: output (H', W').
+
+    Returns:
+        (N, H', W') probabilities.
+    """
+    if probs.numel() == 0:
+        return probs.new_zeros((0, *size))
+    if tuple(input_hw) == tuple(img_hw):
+        return F.interpolate(probs[None], size=tuple(size), mode='bilinear',
+                             align_corners=False)[0]
+    # padded input: sample the image's part of the grid (align_corners=False geometry)
+    fy, fx = img_hw[0] / input_hw[0], img_hw[1] / input_hw[1]
+    ys = ((torch.arange(size[0], device=probs.device, dtype=probs.dtype) + 0.5) /
+          size[0] * fy * 2 - 1)
+    xs = ((torch.arange(size[1], device=probs.device, dtype=probs.dtype) + 0.5) /
+          size[1] * fx * 2 - 1)
+    gy, gx = torch.meshgrid(ys, xs, indexing='ij')
+    grid = torch.stack([gx, gy], -1)[None].expand(probs.size(0), -1, -1, -1)
+    return F.grid_sample(probs[:, None], grid, mode='bilinear', padding_mode='border',
+                         align_corners=False)[:, 0]
+
+
+def output_boxes(rel_bboxes: Tensor, input_hw, img_hw, ori_hw, scale_factor=None,
+                 integer: bool = True) -> Tensor:
+    """Relative boxes -> the release's output boxes on the original image (clamped, x1 <= x2,
+    truncated to integers when ``integer``).
+
+    Args:
+        rel_bboxes: (N, 4) relative to the (padded) input.
+        input_hw: (Hp, Wp); img_hw: (h, w) the resized image inside it; ori_hw: (H, W) original.
+        scale_factor: (sx, sy) resized / original, default (w / W, h / H).
+
+    Returns:
+        (N, 4) float boxes.
+    """
+    h, w = input_hw
+    img_h, img_w = img_hw
+    ori_h, ori_w = ori_hw
+    if (h, w) == (img_h, img_w):       # no padding: relative to the image, as the release
+        return sanitize_boxes(rel_bboxes, ori_w, ori_h, integer)
+    sx, sy = scale_factor if scale_factor is not None else (img_w / ori_w, img_h / ori_h)
+    px = rel_bboxes * rel_bboxes.new_tensor([w / sx, h / sy, w / sx, h / sy])
+    boxes = sanitize_boxes(px, 1, 1, False)
+    boxes = torch.stack([boxes[:, 0], boxes[:, 1], boxes[:, 2].clamp(max=ori_w),
+                         boxes[:, 3].clamp(max=ori_h)], 1)
+    return boxes.trunc() if integer else boxes
+
+
+def postprocess(protos: Tensor, dets: dict, input_hw, img_hw, out_hw, scale_factor=None,
+                mask_iou_net=None, crop_padding: int = 1, mask_thr: float = 0.5,
+                rescore_bbox: bool = False, integer_boxes: bool = True,
+                drop_empty: bool = True, rescale: bool = True) -> dict:
+    """One image's final instances from :func:`detect`'s output (the release's
+    ``postprocess`` + eval.py's COCO output).
+
+    Args:
+        protos: (k, H, W) prototypes of the image.
+        dets: :func:`detect`'s dict (N detections).
+        input_hw, img_hw: padded input and resized image sizes; out_hw: output size (the
+            original image when ``rescale``).
+        scale_factor: (sx, sy) resized / original (see :func:`output_boxes`).
+        mask_iou_net: YOLACT++'s net: the mask score becomes ``score * IoU[label]`` (no clamp).
+        crop_padding, mask_thr: 1, 0.5.
+        rescore_bbox: the box score becomes the mask score too (release configs: False).
+        integer_boxes: truncate output boxes (release: True).
+        drop_empty: drop detections whose output box has no area (release's COCO output).
+        rescale: boxes on the original image (:func:`output_boxes`); otherwise on the resized
+            image (un-truncated).
+
+    Returns:
+        dict ``masks`` (N', *out_hw) bool, ``bboxes`` (N', 4), ``labels``, ``scores`` and, with
+        a mask-IoU net, ``mask_scores`` (N',).
+    """
+    probs = assemble_masks(protos, dets['coeffs'], dets['rel_bboxes'], crop_padding)
+    out = dict(labels=dets['labels'], scores=dets['scores'])
+    if mask_iou_net is not None:
+        iou = gather_class_iou(mask_iou_net(probs[:, None]), dets['labels'])
+        out['mask_scores'] = dets['scores'] * iou
+        if rescore_bbox:
+            out['scores'] = out['mask_scores']
+    out['masks'] = upsample_masks(probs, input_hw, img_hw, out_hw) > mask_thr
+    rel = dets['rel_bboxes']
+    if rescale:
+        out['bboxes'] = output_boxes(rel, input_hw, img_hw, out_hw, scale_factor,
+                                     integer_boxes)
+    elif tuple(input_hw) == tuple(img_hw):
+        out['bboxes'] = sanitize_boxes(rel, img_hw[1], img_hw[0], False)
+    else:
+        h, w = input_hw
+        out['bboxes'] = rel * rel.new_tensor([w, h, w, h])
+    if drop_empty:
+        b = out['bboxes']
+        keep = ((b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])) > 0
+        out = {k: v[keep] for k, v in out.items()}
+    return out

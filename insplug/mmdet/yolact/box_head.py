@@ -26,7 +26,6 @@ release, with the maths in :mod:`insplug.core.prototypes.yolact`:
 from typing import List, Optional, Sequence
 
 import torch
-import torch.nn.functional as F
 from mmdet.models.dense_heads.yolact_head import YOLACTHead
 from mmengine.structures import InstanceData
 from torch import Tensor
@@ -120,31 +119,21 @@ class YOLACTBoxHead(YOLACTHead):
         loc = self._flatten(bbox_preds, 4)                           # (B, P, 4)
         coeff = self._flatten(coeff_preds, self.num_protos)          # (B, P, k)
         priors = self.priors(feat_sizes, cls.device, loc.dtype)
-        b, p = cls.shape[:2]
-        labels = cls.new_full((b, p), self.num_classes, dtype=torch.long)
-        gt_inds = cls.new_zeros((b, p), dtype=torch.long)
-        loc_t = loc.new_zeros((b, p, 4))
+        rel, crowds = [], []
         for i, (gt, meta) in enumerate(zip(batch_gt_instances, batch_img_metas)):
             h, w = input_size(meta)
-            if len(gt) == 0:
-                continue
             scale = gt.bboxes.new_tensor([w, h, w, h])
-            rel = gt.bboxes.to(loc.dtype) / scale
-            crowd = None
+            rel.append(gt.bboxes.to(loc.dtype) / scale)
             ign = batch_gt_instances_ignore[i] if batch_gt_instances_ignore else None
-            if ign is not None and len(ign):
-                crowd = ign.bboxes.to(loc.dtype) / scale
-            labels[i], gt_inds[i] = Y.match_priors(
-                rel, gt.labels, priors, self.num_classes, crowd,
-                self._cfg('pos_iou_thr', 0.5), self._cfg('neg_iou_thr', 0.4),
-                self._cfg('crowd_iou_thr', 0.7))
-            loc_t[i] = Y.encode_boxes(rel[gt_inds[i]], priors)
-        pos = (labels >= 0) & (labels < self.num_classes)
-        num_pos = pos.sum()
-        # the release divides by the positive count; a batch without any GT would divide by 0
-        avg = num_pos.clamp(min=1).to(loc.dtype)
-        loss_cls = Y.ohem_conf_loss(cls, labels, self._cfg('neg_pos_ratio', 3))
-        loss_bbox = Y.box_loss(loc[pos], loc_t[pos])
+            crowds.append(ign.bboxes.to(loc.dtype) / scale
+                          if ign is not None and len(ign) else None)
+        labels, gt_inds, loc_t = Y.match_batch(
+            rel, [gt.labels for gt in batch_gt_instances], crowds, priors, self.num_classes,
+            self._cfg('pos_iou_thr', 0.5), self._cfg('neg_iou_thr', 0.4),
+            self._cfg('crowd_iou_thr', 0.7))
+        losses, pos, num_pos = Y.box_branch_losses(
+            cls, loc, labels, loc_t, self._cfg('neg_pos_ratio', 3), self.loss_cls_weight,
+            self.loss_bbox_weight)
         infos = []
         for i, gt in enumerate(batch_gt_instances):
             inds = pos[i].nonzero()[:, 0]
@@ -156,8 +145,7 @@ class YOLACTBoxHead(YOLACTHead):
                 gt.bboxes.new_zeros((0, 4))
             infos.append(info)
         self._pos_infos = infos
-        return dict(loss_cls=loss_cls * self.loss_cls_weight / avg,
-                    loss_bbox=loss_bbox * self.loss_bbox_weight / avg)
+        return losses
 
     def get_positive_infos(self) -> List[InstanceData]:
         if self._pos_infos is None:
@@ -177,39 +165,28 @@ class YOLACTBoxHead(YOLACTHead):
         priors = self.priors(feat_sizes, cls.device, loc.dtype)
         out = []
         for i, meta in enumerate(batch_img_metas):
-            scores = F.softmax(cls[i], -1)[:, :self.num_classes]
-            rel = Y.decode_boxes(loc[i], priors)
-            anchors, labels, det_scores = Y.fast_nms_candidates(
-                scores, rel, cfg.get('score_thr', 0.05), cfg.get('iou_thr', 0.5),
-                cfg.get('top_k', 200), cfg.get('max_per_img', 100),
-                cfg.get('second_threshold', False))
+            dets = Y.detect(cls[i], loc[i], coeff[i], priors, cfg.get('score_thr', 0.05),
+                            cfg.get('iou_thr', 0.5), cfg.get('top_k', 200),
+                            cfg.get('max_per_img', 100), cfg.get('second_threshold', False))
             res = InstanceData()
-            res.rel_bboxes = rel[anchors]
+            res.rel_bboxes = dets['rel_bboxes']
             h, w = input_size(meta)
             if rescale:
                 res.bboxes = self.output_boxes(res.rel_bboxes, meta, cfg)
             else:
                 res.bboxes = res.rel_bboxes * res.rel_bboxes.new_tensor([w, h, w, h])
-            res.labels = labels
-            res.scores = det_scores
-            res.coeffs = coeff[i][anchors]
+            res.labels = dets['labels']
+            res.scores = dets['scores']
+            res.coeffs = dets['coeffs']
             out.append(res)
         return out
 
     @staticmethod
     def output_boxes(rel_bboxes: Tensor, meta: dict, cfg=None) -> Tensor:
-        """Relative boxes -> the release's output boxes on the original image (clamped, x1 <= x2,
-        truncated to integers unless ``cfg.integer_boxes`` is False)."""
+        """Relative boxes -> the release's output boxes on the original image (core
+        :func:`~insplug.core.prototypes.yolact.output_boxes`; integers unless
+        ``cfg.integer_boxes`` is False)."""
         cfg = cfg or {}
-        integer = cfg.get('integer_boxes', True)
-        ori_h, ori_w = meta['ori_shape'][:2]
-        h, w = input_size(meta)
-        img_h, img_w = meta['img_shape'][:2]
-        if (h, w) == (img_h, img_w):       # no padding: relative to the image, as the release
-            return Y.sanitize_boxes(rel_bboxes, ori_w, ori_h, integer)
-        sx, sy = meta.get('scale_factor', (img_w / ori_w, img_h / ori_h))
-        px = rel_bboxes * rel_bboxes.new_tensor([w / sx, h / sy, w / sx, h / sy])
-        boxes = Y.sanitize_boxes(px, 1, 1, False)
-        boxes = torch.stack([boxes[:, 0], boxes[:, 1], boxes[:, 2].clamp(max=ori_w),
-                             boxes[:, 3].clamp(max=ori_h)], 1)
-        return boxes.trunc() if integer else boxes
+        return Y.output_boxes(rel_bboxes, input_size(meta), meta['img_shape'][:2],
+                              meta['ori_shape'][:2], meta.get('scale_factor'),
+                              cfg.get('integer_boxes', True))
