@@ -181,6 +181,7 @@ def test_postprocessed_detections_and_masks(golden, head):
 
 def test_low_resolution_log_probability_maps(golden, head):
     from insplug.core.embedmask.embedding import box_log_prob
+    from insplug.core.embedmask.pipeline import fcos_official_detect, gather_rows
     head.eval()
     with torch.no_grad():
         outs = head(feats(golden))
@@ -190,16 +191,15 @@ def test_low_resolution_log_probability_maps(golden, head):
         # the official detections' boxes with insplug's embeddings at the same points are
         # covered by the end-to-end test above; here the map of each official detection is
         # recomputed from its box and the embeddings insplug predicts for the same point
-        det = head._detect_single(
+        det = fcos_official_detect(
             [c[i].permute(1, 2, 0).reshape(-1, head.cls_out_channels) for c in outs[0]],
             [b[i].permute(1, 2, 0).reshape(-1, 4) for b in outs[1]],
             [t[i].reshape(-1) for t in outs[2]],
-            [e[i].permute(1, 2, 0).reshape(-1, head.embed_dim) for e in outs[3]],
-            [m[i].permute(1, 2, 0).reshape(-1, head.margin_dim) for m in outs[4]],
             head._points([c.shape[-2:] for c in outs[0]], torch.float64, 'cpu'),
-            golden['image_sizes'][i], dict(score_thr=0.05, nms_pre=30, score='product',
-                                           max_per_img=10), 0.6)
-        logp = box_log_prob(pix[i], det['embeds'], det['margins'], det['bboxes'] / 4.0)
+            golden['image_sizes'][i], score_thr=0.05, nms_pre=30, score='product',
+            nms_thr=0.6, max_per_img=10)
+        logp = box_log_prob(pix[i], gather_rows(outs[3], det['point_inds'], i),
+                            gather_rows(outs[4], det['point_inds'], i), det['bboxes'] / 4.0)
         assert max_abs(logp, ref['logprob']) < 1e-5
 
 

@@ -6,19 +6,17 @@ maths is in :mod:`insplug.core.embedmask.embedding` and :mod:`insplug.core.fcos`
 import copy
 
 import torch
-import torch.nn.functional as F
 from mmcv.cnn import ConvModule, Scale
 from mmdet.models.utils import unpack_gt_instances
 from mmengine.structures import InstanceData
 from torch import nn
 
-from insplug.core.embedmask.embedding import (box_crop_region, box_log_prob,
-                                              coordinate_embedding, embed_mask_loss,
-                                              embedding_distance, log_prob_to_masks,
-                                              margin_bias, margins_from_logits, mask_targets,
-                                              resized_mask_size, sample_first_max_iou)
-from insplug.core.fcos import (decode_ltrb, fcos_targets, final_scores, level_point_info,
-                               nms_kthvalue, select_candidates)
+from insplug.core.embedmask.embedding import (coordinate_embedding, margin_bias,
+                                              margins_from_logits)
+from insplug.core.embedmask.pipeline import (batch_mask_loss, detection_masks,
+                                             fcos_official_detect, gather_rows,
+                                             points_in_masks, sample_object_points)
+from insplug.core.fcos import fcos_targets, level_point_info
 from insplug.mmdet.assigners.center_sampling import gt_mask_tensor
 from insplug.mmdet.fcos.head import FaithfulFCOSHead
 from insplug.registry import MODELS
@@ -142,12 +140,7 @@ class EmbedMaskHead(FaithfulFCOSHead):
     # ------------------------------------------------------------------ targets
     def _in_mask(self, gt, points):
         """(P, G) bool: the point lies on the object's mask (0 outside the mask's extent)."""
-        masks = gt_mask_tensor(gt, points.device)
-        h, w = masks.shape[-2:]
-        px = points[:, 0].long()
-        py = points[:, 1].long()
-        inside = (px >= 0) & (py >= 0) & (px < w) & (py < h)
-        return masks[:, py.clamp(0, h - 1), px.clamp(0, w - 1)].t() & inside[:, None]
+        return points_in_masks(gt_mask_tensor(gt, points.device), points)
 
     def get_targets(self, points, batch_gt_instances):
         """As :meth:`FaithfulFCOSHead.get_targets`, with the official in-mask rule; keeps the
@@ -188,7 +181,8 @@ class EmbedMaskHead(FaithfulFCOSHead):
         return losses
 
     def sample_embeddings(self, bbox_preds, embeds, margins, batch_gt_instances):
-        """Official embedding sampling from the targets of the last :meth:`get_targets`.
+        """Official embedding sampling from the targets of the last :meth:`get_targets`
+        (:func:`insplug.core.embedmask.pipeline.sample_object_points`).
 
         Returns:
             per image: (G,) long index into all points (-1: object without positives), and
@@ -199,48 +193,28 @@ class EmbedMaskHead(FaithfulFCOSHead):
         out = []
         for i, (gt, (_, _, inds)) in enumerate(zip(batch_gt_instances,
                                                    self._last_targets['targets'])):
-            pos = (inds >= 0).nonzero(as_tuple=True)[0]
             reg = torch.cat([b[i].detach().permute(1, 2, 0).reshape(-1, 4) for b in bbox_preds])
-            pred = decode_ltrb(pts[pos], reg[pos] * pstr[pos, None])
-            first = sample_first_max_iou(pred, gt.bboxes.to(pred), inds[pos], len(gt))
-            point = torch.where(first >= 0, pos[first.clamp(min=0)] if len(pos) else first,
-                                first)
-            emb = torch.cat([e[i].permute(1, 2, 0).reshape(-1, e.shape[1]) for e in embeds])
-            mar = torch.cat([m[i].permute(1, 2, 0).reshape(-1, m.shape[1]) for m in margins])
+            point = sample_object_points(pts, reg * pstr[:, None], inds, gt.bboxes)
             safe = point.clamp(min=0)
-            out.append((point, emb[safe], mar[safe]))
+            out.append((point, gather_rows(embeds, safe, i), gather_rows(margins, safe, i)))
         return out
 
     def mask_loss(self, bbox_preds, embeds, margins, pixel_embed, batch_gt_instances):
         """Official mask loss (before the ``loss_mask_weight``)."""
-        num_imgs, _, h0, w0 = pixel_embed.shape
-        gh, gw = h0 * self.mask_scale_factor, w0 * self.mask_scale_factor
-        stride0 = _stride(self.strides[0])
-        grid_stride = stride0 / self.mask_scale_factor
-        pixel = F.interpolate(pixel_embed, size=(gh, gw), mode='bilinear', align_corners=False)
         samples = self.sample_embeddings(bbox_preds, embeds, margins, batch_gt_instances)
-        dists, tgts, regions, image_of = [], [], [], []
-        for i, (gt, (point, emb, mar)) in enumerate(zip(batch_gt_instances, samples)):
+        embs, mars, masks, boxes = [], [], [], []
+        for gt, (point, emb, mar) in zip(batch_gt_instances, samples):
             valid = point >= 0
-            if not valid.any():
-                continue
-            mar = mar[valid] if self.per_dim_margin else mar[valid, 0]
-            dists.append(embedding_distance(pixel[i], emb[valid], mar))
-            masks = gt_mask_tensor(gt, pixel.device)[valid]
-            tgts.append(mask_targets(masks, int(h0 * stride0), int(w0 * stride0), gh, gw))
-            if self.box_padding >= 0:
-                regions.append(box_crop_region(gt.bboxes[valid].to(pixel) / grid_stride, gh, gw,
-                                               self.box_padding))
-            image_of.append(torch.full((int(valid.sum()),), i, dtype=torch.long,
-                                       device=pixel.device))
+            embs.append(emb[valid])
+            mars.append(mar[valid] if self.per_dim_margin else mar[valid, 0])
+            masks.append(gt_mask_tensor(gt, pixel_embed.device)[valid])
+            boxes.append(gt.bboxes[valid])
+        loss = batch_mask_loss(pixel_embed, embs, mars, masks, boxes, _stride(self.strides[0]),
+                               self.mask_scale_factor, self.box_padding)
         # every embedding output takes part in the graph (DDP), as in the official code
         zero = pixel_embed.sum() * 0 + sum(e.sum() * 0 + m.sum() * 0
                                            for e, m in zip(embeds, margins))
-        if not dists:
-            return zero
-        return zero + embed_mask_loss(torch.cat(dists), torch.cat(tgts).to(pixel.dtype),
-                                      torch.cat(regions) if regions else None,
-                                      torch.cat(image_of), num_imgs)
+        return zero if loss is None else zero + loss
 
     # ------------------------------------------------------------------ inference
     def predict_by_feat(self, cls_scores, bbox_preds, centernesses, embeds, margins,
@@ -251,62 +225,27 @@ class EmbedMaskHead(FaithfulFCOSHead):
         nms_thr = opts['nms'].get('iou_threshold', 0.6) if with_nms and opts['nms'] else 0.0
         sizes = [c.shape[-2:] for c in cls_scores]
         points = self._points(sizes, bbox_preds[0].dtype, bbox_preds[0].device)
-        num_imgs, _, h0, w0 = pixel_embed.shape
-        gh, gw = h0 * self.mask_scale_factor, w0 * self.mask_scale_factor
-        grid_stride = _stride(self.strides[0]) / self.mask_scale_factor
-        pixel = F.interpolate(pixel_embed, size=(gh, gw), mode='bilinear', align_corners=False)
         if self.training and self.norm_reg_targets:  # forward gave stride units: to pixels
             bbox_preds = [b * _stride(s) for b, s in zip(bbox_preds, self.strides)]
         results = []
         for i, meta in enumerate(batch_img_metas):
-            det = self._detect_single(
+            in_hw = tuple(meta['img_shape'][:2])
+            det = fcos_official_detect(
                 [c[i].permute(1, 2, 0).reshape(-1, self.cls_out_channels) for c in cls_scores],
                 [b[i].permute(1, 2, 0).reshape(-1, 4) for b in bbox_preds],
-                [t[i].reshape(-1) for t in centernesses],
-                [e[i].permute(1, 2, 0).reshape(-1, self.embed_dim) for e in embeds],
-                [m[i].permute(1, 2, 0).reshape(-1, self.margin_dim) for m in margins],
-                points, meta['img_shape'][:2], opts, nms_thr)
-            mar = det['margins'] if self.per_dim_margin else det['margins'][:, 0]
-            logp = box_log_prob(pixel[i], det['embeds'], mar, det['bboxes'] / grid_stride,
-                                self.test_box_pad)
-            results.append(self._to_instances(det, logp, meta, grid_stride, rescale))
+                [t[i].reshape(-1) for t in centernesses], points, in_hw,
+                opts['score_thr'], opts['nms_pre'], opts['score'], nms_thr,
+                opts['max_per_img'])
+            mar = gather_rows(margins, det['point_inds'], i)
+            out_hw = tuple(meta['ori_shape'][:2]) if rescale else in_hw
+            masks = detection_masks(
+                pixel_embed[i], gather_rows(embeds, det['point_inds'], i),
+                mar if self.per_dim_margin else mar[:, 0], det['bboxes'], in_hw, out_hw,
+                _stride(self.strides[0]), self.mask_scale_factor, self.test_box_pad,
+                self.mask_thr)
+            boxes = det['bboxes']
+            if rescale:
+                boxes = boxes * boxes.new_tensor([out_hw[1] / in_hw[1], out_hw[0] / in_hw[0]] * 2)
+            results.append(InstanceData(bboxes=boxes, scores=det['scores'],
+                                        labels=det['labels'], masks=masks))
         return results
-
-    def _detect_single(self, cls_logits, reg, ctr_logits, embeds, margins, points, img_hw,
-                       opts, nms_thr):
-        """FCOS-official (maskrcnn-benchmark) detection of one image: candidates per level,
-        boxes clipped to ``[0, W - 1] x [0, H - 1]`` before a class-aware NMS with +1 box areas
-        (torchvision NMS on boxes grown by one pixel is the same IoU), kthvalue top-k."""
-        h, w = img_hw
-        boxes, scores, labels, embs, mars = [], [], [], [], []
-        for c, r, t, p, e, m in zip(cls_logits, reg, ctr_logits, points, embeds, margins):
-            cls_prob, ctr_prob = c.sigmoid(), t.sigmoid()
-            pi, lab, prod = select_candidates(cls_prob, ctr_prob, opts['score_thr'],
-                                              opts['nms_pre'], False, 'threshold_topk')
-            b = decode_ltrb(p[pi], r[pi])
-            b = torch.stack([b[:, 0].clamp(0, w - 1), b[:, 1].clamp(0, h - 1),
-                             b[:, 2].clamp(0, w - 1), b[:, 3].clamp(0, h - 1)], 1)
-            boxes.append(b)
-            scores.append(final_scores(prod, cls_prob[pi, lab], opts['score']))
-            labels.append(lab)
-            embs.append(e[pi])
-            mars.append(m[pi])
-        boxes, scores, labels = torch.cat(boxes), torch.cat(scores), torch.cat(labels)
-        keep = nms_kthvalue(boxes + boxes.new_tensor([0, 0, 1, 1]), scores, labels, nms_thr,
-                            opts['max_per_img'])
-        return dict(bboxes=boxes[keep], scores=scores[keep], labels=labels[keep],
-                    embeds=torch.cat(embs)[keep], margins=torch.cat(mars)[keep])
-
-    def _to_instances(self, det, logp, meta, grid_stride, rescale):
-        in_h, in_w = meta['img_shape'][:2]
-        boxes = det['bboxes']
-        if rescale:
-            out_h, out_w = meta['ori_shape'][:2]
-            boxes = boxes * boxes.new_tensor([out_w / in_w, out_h / in_h] * 2)
-        else:
-            out_h, out_w = in_h, in_w
-        size = resized_mask_size(logp.shape[-2], logp.shape[-1], grid_stride, out_h, out_w,
-                                 in_h, in_w)
-        masks = log_prob_to_masks(logp, size, out_h, out_w, self.mask_thr)
-        return InstanceData(bboxes=boxes, scores=det['scores'], labels=det['labels'],
-                            masks=masks)
