@@ -264,11 +264,11 @@ def test_agreement_with_mmdet(d2_shapes):
 
 
 @pytest.mark.parametrize('yaml,config', [
-    ('centermask_r50_3x.yaml', 'configs/centermask/centermask_r50_3x.py'),
     ('centermask_v39_3x.yaml', 'configs/centermask/centermask_v39_3x.py'),
-    ('centermask_lite_v19_4x.yaml', 'configs/centermask/centermask_lite_v19_4x.py'),
 ])
 def test_mmdet_weights_load_strictly_into_the_yaml_model(yaml, config):
+    # (the R-50 variant shares everything but the trunk, whose mapping the agreement test and
+    # test_lazyconfig_train_step_and_inference exercise; the yaml values are compared below)
     pytest.importorskip('mmdet')
     mm, _ = mmdet_model(config)
     d2 = build_model(yaml_cfg(yaml))
@@ -276,3 +276,203 @@ def test_mmdet_weights_load_strictly_into_the_yaml_model(yaml, config):
     load_strict(d2, state)
     ours = d2.state_dict()
     assert all(ours[k].shape == v.shape for k, v in state.items())
+
+
+# --------------------------------------------------------------------------- configs
+def mm_values(path):
+    """The CenterMask values of an mmdet config, in one flat dict."""
+    from mmengine.config import Config
+    c = Config.fromfile(osp.join(REPO, path))
+    m = c.model
+    h, r, t, p = m.bbox_head, m.roi_head, m.test_cfg, m.train_cfg.proposal
+    b = m.backbone
+    milestones = [s for s in c.param_scheduler if s.type == 'MultiStepLR'][0].milestones
+    warm = [s for s in c.param_scheduler if s.type == 'LinearLR'][0]
+    return dict(
+        num_classes=h.num_classes, channels=m.neck.out_channels, fpn_levels=m.neck.num_outs,
+        strides=list(h.strides), sizes=list(h.sizes_of_interest), fcos_convs=h.stacked_convs,
+        gn_groups=h.norm_cfg.num_groups, radius=h.center_sample_radius, use_scale=h.use_scale,
+        norm_reg=h.norm_reg_targets, ctr_on_reg=h.centerness_on_reg, loss_type=h.loss_type,
+        test=(t.score_thr, t.nms_pre, t.nms.iou_threshold, t.max_per_img, t.thresh_with_ctr,
+              t.score),
+        train=(p.score_thr, p.nms_pre, p.nms.iou_threshold, p.max_per_img, p.thresh_with_ctr,
+               p.score),
+        roi_strides=list(r.featmap_strides), roi_size=r.roi_size, mask_dim=r.conv_channels,
+        mask_convs=r.num_convs, maskiou=r.maskiou, iou_dim=r.maskiou_conv_channels,
+        iou_convs=r.maskiou_num_convs, iou_fc=r.maskiou_fc_channels,
+        iou_weight=r.loss_maskiou_weight, pos_iou=r.pos_iou_thr, max_pos=r.max_pos_per_img,
+        append_gt=r.append_gt,
+        mean=list(m.data_preprocessor.mean), std=list(m.data_preprocessor.std),
+        trunk=(b.type, b.get('arch', b.get('depth')), b.frozen_stages + 1
+               if b.frozen_stages >= 0 else 0),
+        lr=c.optim_wrapper.optimizer.lr, momentum=c.optim_wrapper.optimizer.momentum,
+        wd=c.optim_wrapper.optimizer.weight_decay,
+        max_iter=c.train_cfg.max_iters, steps=list(milestones),
+        warmup=(warm.end, warm.start_factor))
+
+
+def yaml_values(name):
+    y = yaml_cfg(name)
+    m, f, c = y.MODEL, y.MODEL.INSPLUG.FCOS, y.MODEL.INSPLUG.CENTERMASK
+    vov = m.BACKBONE.NAME == 'build_insplug_fcos_vovnet_fpn_backbone'
+    from insplug.detectron2.vovnet import arch_of_conv_body
+    return dict(
+        num_classes=m.ROI_HEADS.NUM_CLASSES, channels=m.FPN.OUT_CHANNELS,
+        fpn_levels=len(m.FPN.IN_FEATURES) + f.TOP_LEVELS, strides=list(f.FPN_STRIDES),
+        sizes=list(f.SIZES_OF_INTEREST), fcos_convs=f.NUM_CLS_CONVS, gn_groups=f.NORM_GROUPS,
+        radius=f.POS_RADIUS, use_scale=f.USE_SCALE, norm_reg=f.NORM_REG_TARGETS,
+        ctr_on_reg=f.CENTERNESS_ON_REG, loss_type=f.LOC_LOSS_TYPE,
+        test=(f.INFERENCE_TH_TEST, f.PRE_NMS_TOPK_TEST, f.NMS_TH, f.POST_NMS_TOPK_TEST,
+              f.THRESH_WITH_CTR, f.SCORE),
+        train=(f.INFERENCE_TH_TRAIN, f.PRE_NMS_TOPK_TRAIN, f.NMS_TH, f.POST_NMS_TOPK_TRAIN,
+               f.THRESH_WITH_CTR, f.SCORE),
+        roi_strides=[8, 16, 32], roi_size=m.ROI_MASK_HEAD.POOLER_RESOLUTION,
+        mask_dim=m.ROI_MASK_HEAD.CONV_DIM, mask_convs=m.ROI_MASK_HEAD.NUM_CONV,
+        maskiou=c.MASKIOU_ON, iou_dim=c.MASKIOU_CONV_DIM, iou_convs=c.MASKIOU_NUM_CONV,
+        iou_fc=c.MASKIOU_FC_DIM, iou_weight=c.MASKIOU_LOSS_WEIGHT,
+        pos_iou=m.ROI_HEADS.IOU_THRESHOLDS[0],
+        max_pos=int(m.ROI_HEADS.BATCH_SIZE_PER_IMAGE * m.ROI_HEADS.POSITIVE_FRACTION),
+        append_gt=m.ROI_HEADS.PROPOSAL_APPEND_GT, mean=list(m.PIXEL_MEAN), std=list(m.PIXEL_STD),
+        trunk=(('VoVNetV2', arch_of_conv_body(m.INSPLUG.VOVNET.CONV_BODY), m.BACKBONE.FREEZE_AT)
+               if vov else ('mmdet.ResNet', m.RESNETS.DEPTH, m.BACKBONE.FREEZE_AT)),
+        lr=y.SOLVER.BASE_LR, momentum=y.SOLVER.MOMENTUM, wd=y.SOLVER.WEIGHT_DECAY,
+        max_iter=y.SOLVER.MAX_ITER, steps=list(y.SOLVER.STEPS),
+        warmup=(y.SOLVER.WARMUP_ITERS, y.SOLVER.WARMUP_FACTOR))
+
+
+def lazy_values(name):
+    from detectron2.config import LazyConfig
+    cfg = LazyConfig.load(osp.join(D2_CONFIGS, name))
+    m = cfg.model
+    fc, h, r = m.proposal_generator, m.proposal_generator.head, m.roi_heads
+    bu = m.backbone.bottom_up
+    t, p = fc.test_opts, fc.train_opts
+    sched = cfg.lr_multiplier
+    vov = 'arch' in bu
+    return dict(
+        num_classes=fc.num_classes, channels=m.backbone.out_channels,
+        fpn_levels=len(m.backbone.in_features) + 2, strides=list(fc.strides),
+        sizes=list(fc.sizes_of_interest), fcos_convs=h.num_cls_convs, gn_groups=h.norm_groups,
+        radius=fc.center_sample_radius, use_scale=h.use_scale, norm_reg=h.norm_reg_targets,
+        ctr_on_reg=h.centerness_on_reg, loss_type=fc.loss_opts.loss_type,
+        test=(t.score_thr, t.nms_pre, t.nms_thr, t.max_per_img, t.thresh_with_ctr, t.score),
+        train=(p.score_thr, p.nms_pre, p.nms_thr, p.max_per_img, p.thresh_with_ctr, p.score),
+        roi_strides=list(r.strides), roi_size=r.pooler_resolution,
+        mask_dim=r.mask_head.conv_channels, mask_convs=r.mask_head.num_convs,
+        maskiou=r.maskiou_head is not None, iou_dim=r.maskiou_head.conv_channels,
+        iou_convs=r.maskiou_head.num_convs, iou_fc=r.maskiou_head.fc_channels,
+        iou_weight=r.maskiou_loss_weight, pos_iou=r.pos_iou_thr, max_pos=r.max_pos_per_img,
+        append_gt=r.append_gt, mean=list(m.pixel_mean), std=list(m.pixel_std),
+        trunk=(('VoVNetV2', bu.arch, bu.freeze_at) if vov else
+               ('mmdet.ResNet', bu.stages.depth, bu.freeze_at)),
+        lr=cfg.optimizer.lr, momentum=cfg.optimizer.momentum, wd=cfg.optimizer.weight_decay,
+        max_iter=cfg.train.max_iter, steps=list(sched.scheduler.milestones[:-1]),
+        warmup=(round(sched.warmup_length * cfg.train.max_iter), sched.warmup_factor))
+
+
+@pytest.mark.parametrize('name,config', [
+    ('centermask_r50_3x', 'configs/centermask/centermask_r50_3x.py'),
+    ('centermask_v39_3x', 'configs/centermask/centermask_v39_3x.py'),
+    ('centermask_lite_v19_4x', 'configs/centermask/centermask_lite_v19_4x.py'),
+])
+def test_yaml_and_lazyconfig_equal_the_mmdet_config(name, config):
+    pytest.importorskip('mmdet')
+    ref = mm_values(config)
+    assert yaml_values(name + '.yaml') == ref
+    if osp.exists(osp.join(D2_CONFIGS, name + '.py')):
+        assert lazy_values(name + '.py') == ref
+
+
+def test_shapes_yaml_equals_the_mmdet_demo():
+    """The shapes yaml matches configs/demo/centermask_r18_shapes.py except the trunk width
+    (detectron2's ResNet-18 builder makes only the 64-channel res2) and the schedule."""
+    pytest.importorskip('mmdet')
+    from mmengine.config import Config
+    c = Config.fromfile(osp.join(REPO, 'configs/demo/centermask_r18_shapes.py'))
+    y = yaml_cfg(SHAPES)
+    m, f = c.model, y.MODEL.INSPLUG.FCOS
+    h = m.bbox_head
+    ranges = [(-1, 32), (32, 64), (64, 128), (128, 1e8)]
+    assert [tuple(r) for r in h.regress_ranges] == ranges
+    assert list(f.SIZES_OF_INTEREST) == [r[1] for r in ranges[:-1]]
+    assert (f.NUM_CLASSES, y.MODEL.ROI_HEADS.NUM_CLASSES) == (h.num_classes,) * 2
+    assert list(f.FPN_STRIDES) == list(h.strides)
+    assert (f.NUM_CLS_CONVS, f.NORM_GROUPS) == (h.stacked_convs, h.norm_cfg.num_groups)
+    assert y.MODEL.FPN.OUT_CHANNELS == m.neck.out_channels
+    assert len(y.MODEL.FPN.IN_FEATURES) + f.TOP_LEVELS == m.neck.num_outs
+    assert (f.PRE_NMS_TOPK_TRAIN, f.POST_NMS_TOPK_TRAIN) == \
+        (m.train_cfg.proposal.nms_pre, m.train_cfg.proposal.max_per_img)
+    assert (f.PRE_NMS_TOPK_TEST, f.POST_NMS_TOPK_TEST) == \
+        (m.test_cfg.nms_pre, m.test_cfg.max_per_img)
+    r = m.roi_head
+    assert (y.MODEL.ROI_MASK_HEAD.CONV_DIM, y.MODEL.ROI_MASK_HEAD.NUM_CONV) == \
+        (r.conv_channels, r.num_convs)
+    assert y.MODEL.INSPLUG.CENTERMASK.MASKIOU_CONV_DIM == r.maskiou_conv_channels
+    assert int(y.MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE * y.MODEL.ROI_HEADS.POSITIVE_FRACTION) \
+        == r.max_pos_per_img
+    assert list(y.MODEL.PIXEL_MEAN) == list(m.data_preprocessor.mean)
+    assert list(y.MODEL.PIXEL_STD) == list(m.data_preprocessor.std)
+    assert y.SOLVER.BASE_LR == c.optim_wrapper.optimizer.lr
+
+
+def test_yacs_defaults_are_the_core_defaults():
+    from insplug.core.centermask.heads import MaskIoUHead
+    from insplug.core.centermask.roi_head import centermask_roi_losses
+    from insplug.detectron2.config import signature_defaults
+    y = add_insplug_config(get_cfg()).MODEL.INSPLUG
+    iou = signature_defaults(MaskIoUHead)
+    assert (y.CENTERMASK.MASKIOU_CONV_DIM, y.CENTERMASK.MASKIOU_NUM_CONV,
+            y.CENTERMASK.MASKIOU_FC_DIM) == (iou['conv_channels'], iou['num_convs'],
+                                             iou['fc_channels']) == (256, 4, 1024)
+    assert y.CENTERMASK.MASKIOU_LOSS_WEIGHT == \
+        signature_defaults(centermask_roi_losses)['loss_maskiou_weight'] == 1.0
+    assert (y.VOVNET.CONV_BODY, y.VOVNET.NORM) == ('V-39-eSE', 'FrozenBN')
+
+
+# --------------------------------------------------------------------------- LazyConfig
+def test_lazyconfig_v39_builds_the_vovnet_model():
+    from detectron2.config import LazyConfig, instantiate
+    from insplug.detectron2.vovnet import InsplugVoVNet
+    cfg = LazyConfig.load(osp.join(D2_CONFIGS, 'centermask_v39_3x.py'))
+    model = instantiate(cfg.model)
+    assert isinstance(model.backbone.bottom_up, InsplugVoVNet)
+    assert sorted(model.backbone.output_shape()) == ['p3', 'p4', 'p5', 'p6', 'p7']
+
+
+@pytest.mark.parametrize('name', ['centermask_r50_3x.py'])
+def test_lazyconfig_train_step_and_inference(name, d2_shapes):
+    from detectron2.config import LazyConfig, instantiate
+    from detectron2.evaluation import COCOEvaluator
+    cfg = LazyConfig.load(osp.join(D2_CONFIGS, name))
+    cfg = LazyConfig.apply_overrides(cfg, [
+        f'dataloader.train.dataset.names={d2_shapes["train"]}',
+        f'dataloader.test.dataset.names={d2_shapes["val"]}',
+        'dataloader.train.total_batch_size=2', 'dataloader.train.num_workers=0',
+        'dataloader.test.num_workers=0', 'train.device=cpu',
+        'dataloader.train.mapper.instance_mask_format=bitmask',
+        'model.proposal_generator.num_classes=5', 'model.proposal_generator.head.num_classes=5',
+        'model.roi_heads.mask_head.num_classes=5', 'model.roi_heads.maskiou_head.num_classes=5'])
+    cfg.dataloader.train.mapper.augmentations[0].short_edge_length = (128,)
+    cfg.dataloader.train.mapper.augmentations[0].max_size = 128
+    cfg.dataloader.test.mapper.augmentations[0].short_edge_length = 128
+    cfg.dataloader.test.mapper.augmentations[0].max_size = 128
+    torch.manual_seed(0)
+    model = instantiate(cfg.model)
+    model.train()
+    cfg.optimizer.params.model = model
+    optimizer = instantiate(cfg.optimizer)
+    batch = next(iter(instantiate(cfg.dataloader.train)))
+    with EventStorage(0):
+        losses = model(batch)
+    assert {'loss_fcos_cls', 'loss_mask', 'loss_maskiou'} <= set(losses)
+    assert all(torch.isfinite(v) for v in losses.values()), losses
+    optimizer.zero_grad()
+    sum(losses.values()).backward()
+    optimizer.step()
+    model.eval()
+    test = next(iter(instantiate(cfg.dataloader.test)))
+    with torch.no_grad():
+        out = model(test)[0]['instances']
+    assert out.image_size == (test[0]['height'], test[0]['width'])
+    assert out.pred_masks.shape[-2:] == out.image_size and out.pred_masks.dtype == torch.bool
+    assert isinstance(instantiate(cfg.dataloader.evaluator), COCOEvaluator)
