@@ -13,7 +13,7 @@ instance-count density: a per-pixel value whose sum over one instance is 1, so i
 foreground counts the instances (used by k-means clustering). The count loss per image is
 ``mean_m |sum_{p in m} d_p - 1| + |sum_{p in background} d_p| / max(C, 1)``.
 """
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -112,7 +112,8 @@ def discriminative_head_losses(embeddings: Tensor, semantic_logits: Tensor,
                                gt_img: Tensor, loss_cfg: Optional[dict] = None,
                                semantic_weight: float = 1.0,
                                semantic_class_weight: Optional[Sequence[float]] = None,
-                               count_weight: float = 0.1) -> dict:
+                               count_weight: float = 0.1,
+                               semantic_loss_fn: Optional[Callable] = None) -> dict:
     """All losses of the discriminative-loss model for a batch.
 
     Args:
@@ -127,15 +128,24 @@ def discriminative_head_losses(embeddings: Tensor, semantic_logits: Tensor,
         semantic_weight: weight of :func:`semantic_loss`.
         semantic_class_weight: optional (K + 1) cross-entropy class weights.
         count_weight: weight of :func:`count_density_loss` (when ``density`` is given).
+        semantic_loss_fn: optional replacement of the cross entropy, called as
+            ``fn(semantic_logits (B, K + 1, H, W), targets (B, H, W) long in [0, K])`` (e.g.
+            the Lovasz-softmax loss); ``semantic_class_weight`` then does not apply.
 
     Returns:
         dict of scalars: the discriminative terms, ``loss_semantic`` and (with a density)
         ``loss_count``.
     """
     losses = discriminative_loss(embeddings, gt_masks, gt_img, **(loss_cfg or {}))
-    losses['loss_semantic'] = semantic_weight * semantic_loss(
-        semantic_logits, gt_masks, gt_labels, gt_img,
-        None if semantic_class_weight is None else list(semantic_class_weight))
+    if semantic_loss_fn is None:
+        losses['loss_semantic'] = semantic_weight * semantic_loss(
+            semantic_logits, gt_masks, gt_labels, gt_img,
+            None if semantic_class_weight is None else list(semantic_class_weight))
+    else:
+        batch, _, height, width = semantic_logits.shape
+        targets = semantic_targets(gt_masks.flatten(1), gt_labels, gt_img, batch)
+        losses['loss_semantic'] = semantic_weight * semantic_loss_fn(
+            semantic_logits, targets.view(batch, height, width))
     if density is not None:
         losses['loss_count'] = count_weight * count_density_loss(
             density.flatten(1), gt_masks.flatten(1), gt_img)

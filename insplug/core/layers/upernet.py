@@ -88,3 +88,26 @@ class UPerNetFusion(nn.Module):
         size = pyramid[0].shape[-2:]
         return self.conv_last(torch.cat([pyramid[0]] + [_resize(p, size) for p in pyramid[1:]],
                                         dim=1))
+
+
+class UPerNetSemanticBranch(nn.Module):
+    """UPerNet fusion as a semantic branch: L maps -> features (B, F, H_0, W_0) and one
+    foreground logit map (B, H_0, W_0) (a 1x1 conv), the interface of RefineMask's semantic
+    branch. ``multi_level = True`` tells a caller to pass all levels, not only the finest.
+
+    Args: as :class:`UPerNetFusion` (``in_channels``, ``channels``, ``pool_scales``,
+    ``ppm_channels``).
+    """
+    multi_level = True
+
+    def __init__(self, in_channels: Sequence[int], channels: int = 256,
+                 pool_scales: Sequence[int] = (1, 2, 3, 6), ppm_channels: int = 512):
+        super().__init__()
+        self.fusion = UPerNetFusion(in_channels, channels, pool_scales, ppm_channels)
+        self.logits = nn.Conv2d(channels, 1, 1)
+        self.out_channels = channels
+
+    def forward(self, feats: Sequence[Tensor]):
+        """L maps (finest first) -> (B, F, H_0, W_0) features, (B, H_0, W_0) logits."""
+        x = self.fusion(feats)
+        return x, self.logits(x)[:, 0]

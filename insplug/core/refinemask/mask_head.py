@@ -28,13 +28,18 @@ class RefineMaskNet(nn.Module):
             the semantic branch on the finest FPN level.
         dilations: dilations of the multi-branch fusion.
         semantic_out_stride: stride of the finest FPN level.
+        semantic_branch: optional module replacing :class:`SemanticBranch`: ``forward(feats)
+            -> (features (B, Cs, Hf, Wf), foreground logits (B, Hf, Wf))`` with Cs =
+            ``conv_out_channels_semantic``; with ``multi_level = True`` it receives all FPN
+            levels (finest first) instead of the finest one (e.g.
+            :class:`insplug.core.layers.upernet.UPerNetSemanticBranch`).
     """
 
     def __init__(self, num_classes, stage_num_classes=None, stage_sup_size=(14, 28, 56, 112),
                  num_convs_instance=2, conv_in_channels_instance=256,
                  conv_out_channels_instance=256, num_convs_semantic=4,
                  conv_in_channels_semantic=256, conv_out_channels_semantic=256,
-                 dilations=(1, 3, 5), semantic_out_stride=4):
+                 dilations=(1, 3, 5), semantic_out_stride=4, semantic_branch=None):
         super().__init__()
         stage_sup_size = list(stage_sup_size)
         if stage_num_classes is None:
@@ -58,8 +63,8 @@ class RefineMaskNet(nn.Module):
                                 else conv_out_channels_instance,
                                 conv_out_channels_instance, 3, padding=1))
             for i in range(num_convs_instance))
-        self.semantic = SemanticBranch(conv_in_channels_semantic, conv_out_channels_semantic,
-                                       num_convs_semantic)
+        self.semantic = semantic_branch if semantic_branch is not None else SemanticBranch(
+            conv_in_channels_semantic, conv_out_channels_semantic, num_convs_semantic)
         channels = conv_out_channels_instance if num_convs_instance else conv_in_channels_instance
         self.stages = nn.ModuleList()
         for size, classes in zip(stage_sup_size[:-1], stage_num_classes[:-1]):
@@ -69,8 +74,14 @@ class RefineMaskNet(nn.Module):
             channels = stage.out_channels
         self.final_logits = init_conv(nn.Conv2d(channels, stage_num_classes[-1], 1))
 
+    @property
+    def semantic_multi_level(self) -> bool:
+        """True when the semantic branch reads all FPN levels, not only the finest."""
+        return bool(getattr(self.semantic, 'multi_level', False))
+
     def forward_semantic(self, finest_feats):
-        """(B, Cin_s, Hf, Wf) -> semantic features (B, Cs, Hf, Wf), logits (B, Hf, Wf)."""
+        """(B, Cin_s, Hf, Wf) (or all levels when :attr:`semantic_multi_level`) -> semantic
+        features (B, Cs, Hf, Wf), logits (B, Hf, Wf)."""
         return self.semantic(finest_feats)
 
     def forward_instances(self, roi_feats, semantic_feats, semantic_logits, rois, labels):

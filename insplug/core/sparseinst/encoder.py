@@ -8,7 +8,7 @@ a top-down path adds it (nearest upsampling) to the projected C4, then C3; each 
 3x3 output convolution; the three outputs are upsampled bilinearly to stride 8, concatenated
 (3D channels) and fused by a 1x1 convolution into one (B, D, H/8, W/8) map.
 """
-from typing import Sequence
+from typing import Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -40,10 +40,14 @@ class InstanceContextEncoder(nn.Module):
         out_channels: D (256).
         pool_sizes: grid sizes of the pyramid pooling on C5.
         ppm_channels: channels of each pooled branch (default D // 4).
+        context: optional module (B, D, h, w) -> (B, D, h, w) used on the projected C5 instead
+            of the pyramid pooling (e.g. :class:`insplug.core.layers.aspp.ASPP`); kept under
+            the attribute ``ppm``.
     """
 
     def __init__(self, in_channels: Sequence[int] = (512, 1024, 2048), out_channels: int = 256,
-                 pool_sizes: Sequence[int] = (1, 2, 3, 6), ppm_channels: int = None):
+                 pool_sizes: Sequence[int] = (1, 2, 3, 6), ppm_channels: int = None,
+                 context: Optional[nn.Module] = None):
         super().__init__()
         if len(in_channels) != 3:
             raise ValueError('InstanceContextEncoder fuses exactly three levels (C3, C4, C5); got '
@@ -54,8 +58,8 @@ class InstanceContextEncoder(nn.Module):
         self.laterals = nn.ModuleList(nn.Conv2d(c, out_channels, 1) for c in in_channels)
         self.outputs = nn.ModuleList(
             nn.Conv2d(out_channels, out_channels, 3, padding=1) for _ in in_channels)
-        self.ppm = PyramidPooling(out_channels, ppm_channels or out_channels // 4,
-                                  pool_sizes=pool_sizes)
+        self.ppm = context if context is not None else PyramidPooling(
+            out_channels, ppm_channels or out_channels // 4, pool_sizes=pool_sizes)
         self.fusion = nn.Conv2d(out_channels * len(in_channels), out_channels, 1)
         for conv in list(self.laterals) + list(self.outputs):
             xavier_fill(conv)

@@ -173,6 +173,9 @@ class DiscriminativeHead(BottomUpHead):
             (background first; the release weights its classes, ENet-style).
         predict_count: add the instance-count density (needed by KMeansClustering).
         count_weight: weight of the count-density loss.
+        loss_semantic: optional MODELS config of a loss ``(logits (B, K + 1, H, W), targets
+            (B, H, W)) -> scalar`` replacing the semantic cross entropy (e.g.
+            ``dict(type='LovaszSoftmaxLoss')``); ``semantic_weight`` still applies.
         in_stride, in_index: see :class:`SpatialEmbeddingHead`.
         test_cfg: ``clustering`` (default MeanShiftClustering with bandwidth and assignment
             radius ``delta_d`` = 1.5, the bandwidth of the release's test.lua),
@@ -185,7 +188,8 @@ class DiscriminativeHead(BottomUpHead):
                  distance_norm: str = 'release', norm_eps: float = 1e-8,
                  min_instance_pixels: int = 2, semantic_weight: float = 1.0,
                  semantic_class_weight=None, predict_count: bool = False, count_weight: float = 0.1, in_stride: int = 2,
-                 in_index: Tuple[int, int] = (0, 1), test_cfg: dict = None, init_cfg=None):
+                 in_index: Tuple[int, int] = (0, 1), test_cfg: dict = None, init_cfg=None,
+                 loss_semantic: dict = None):
         super().__init__(num_classes, test_cfg,
                          dict(type='MeanShiftClustering', bandwidth=delta_d,
                               assign_radius=delta_d), init_cfg)
@@ -204,6 +208,7 @@ class DiscriminativeHead(BottomUpHead):
                              f'= {num_classes + 1} values (background first), got '
                              f'{len(self.semantic_class_weight)}')
         self.count_weight = count_weight
+        self.loss_semantic = None if loss_semantic is None else MODELS.build(loss_semantic)
         self.min_pixels = self.test_cfg.pop('min_pixels', 1)
         if getattr(self.clusterer, 'needs_seed', False):
             raise ValueError('DiscriminativeHead has no seed/sigma maps: use MeanShiftClustering '
@@ -219,7 +224,7 @@ class DiscriminativeHead(BottomUpHead):
         emb, sem, density = outputs
         return discriminative_head_losses(emb, sem, density, masks, labels, img, self.loss_cfg,
                                           self.semantic_weight, self.semantic_class_weight,
-                                          self.count_weight)
+                                          self.count_weight, self.loss_semantic)
 
     def infer_one(self, outputs, index: int):
         emb, sem, density = outputs

@@ -23,13 +23,17 @@ class RefineMaskHead(RefineMaskNet):
         boundary_width: band width of the boundary-aware refinement loss (official 2).
         start_stage: stages 0..start_stage are trained on the whole RoI (official 1).
         test_start_stage: the first stage merged at test time (official 1, 28 x 28).
+        semantic_branch: optional MODELS config of a module replacing the semantic branch
+            (see :class:`RefineMaskNet`), e.g. ``dict(type='UPerNetSemanticBranch', ...)``.
         init_cfg: accepted for mmengine compatibility; weights are initialised on construction.
     """
 
     def __init__(self, num_classes=80, stage_instance_loss_weight=(0.25, 0.5, 0.75, 1.0),
                  semantic_loss_weight=1.0, boundary_width=2, start_stage=1, test_start_stage=1,
-                 init_cfg=None, **net_args):
-        super().__init__(num_classes=num_classes, **net_args)
+                 init_cfg=None, semantic_branch=None, **net_args):
+        if isinstance(semantic_branch, dict):
+            semantic_branch = MODELS.build(semantic_branch)
+        super().__init__(num_classes=num_classes, semantic_branch=semantic_branch, **net_args)
         if len(stage_instance_loss_weight) != len(self.stage_sup_size):
             raise ValueError(f'stage_instance_loss_weight {list(stage_instance_loss_weight)} '
                              f'needs one weight per stage_sup_size entry {self.stage_sup_size}')

@@ -28,6 +28,10 @@ class RefineRoIHead(StandardRoIHead):
             raise TypeError(f'RefineRoIHead needs a RefineMaskHead mask_head, got '
                             f'{type(self.mask_head).__name__}')
 
+    def _semantic_input(self, x):
+        """The finest FPN level, or all levels for a multi-level semantic branch."""
+        return tuple(x) if self.mask_head.semantic_multi_level else x[0]
+
     def _mask_forward(self, x, rois=None, labels=None, pos_inds=None, bbox_feats=None):
         """Stage logits (list of (N, S_k, S_k)) and semantic logits (B, Hf, Wf) for ``rois``."""
         if rois is None:
@@ -35,7 +39,8 @@ class RefineRoIHead(StandardRoIHead):
         if labels is None:  # tensor-mode forward without classes
             labels = rois.new_zeros(rois.shape[0], dtype=torch.long)
         roi_feats = self.mask_roi_extractor(x[:self.mask_roi_extractor.num_inputs], rois)
-        stage_logits, semantic_logits = self.mask_head(roi_feats, x[0], rois, labels)
+        stage_logits, semantic_logits = self.mask_head(roi_feats, self._semantic_input(x), rois,
+                                                       labels)
         return dict(stage_logits=stage_logits, semantic_logits=semantic_logits,
                     mask_preds=stage_logits[-1], mask_feats=roi_feats)
 
@@ -57,7 +62,8 @@ class RefineRoIHead(StandardRoIHead):
                                    instance_results=results_list,
                                    mask_thr_binary=self.test_cfg.mask_thr_binary)
         labels = torch.cat([res.labels for res in results_list]).long()
-        semantic_feats, semantic_logits = self.mask_head.forward_semantic(x[0])
+        semantic_feats, semantic_logits = self.mask_head.forward_semantic(
+            self._semantic_input(x))
         logits = []
         for start in range(0, mask_rois.shape[0], TEST_ROIS_PER_CHUNK):  # chunks of RoIs
             rois = mask_rois[start:start + TEST_ROIS_PER_CHUNK]
