@@ -67,3 +67,25 @@ def test_batched_inference_per_image_shapes():
                    mask_logits=torch.randn(2, 5, 8, 8))
     res = sparseinst_inference(outputs, (32, 32), [(32, 20), (24, 32)], [(64, 40), (12, 16)])
     assert res[0]['masks'].shape[1:] == (64, 40) and res[1]['masks'].shape[1:] == (12, 16)
+
+
+def test_postprocess_equal_sizes_skips_the_identity_resize():
+    """Output size equal to the image size: the masks are those of the release's two resizes
+    (the second one, at equal size, is the identity and is skipped)."""
+    import torch.nn.functional as F
+    from insplug.core.sparseinst.inference import postprocess_single
+    gen = torch.Generator().manual_seed(5)
+    cls = torch.randn(6, 3, generator=gen)
+    obj = torch.randn(6, 1, generator=gen)
+    mask = torch.randn(6, 8, 10, generator=gen) * 3
+    out = postprocess_single(cls, obj, mask, (32, 40), (32, 40), (32, 40), cls_threshold=0.0)
+    scores, labels = torch.sqrt(cls.sigmoid() * obj.sigmoid()).max(-1)
+    probs = mask.sigmoid()
+    keep_mask = (probs > 0.45).float()
+    scores = scores * (probs * keep_mask).sum((1, 2)) / (keep_mask.sum((1, 2)) + 1e-6)
+    order = scores.argsort(descending=True)
+    up = F.interpolate(probs[order][:, None], size=(32, 40), mode='bilinear',
+                       align_corners=False)
+    up = F.interpolate(up, size=(32, 40), mode='bilinear', align_corners=False)[:, 0]
+    assert torch.equal(out['masks'], up > 0.45)
+    assert torch.equal(out['labels'], labels[order])

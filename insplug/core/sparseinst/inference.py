@@ -68,9 +68,10 @@ def postprocess_single(cls_logits: Tensor, obj_logits: Tensor, mask_logits: Tens
     if len(scores):
         probs = F.interpolate(probs[:, None], size=tuple(pad_shape), mode='bilinear',
                               align_corners=False)[:, :, :img_shape[0], :img_shape[1]]
-        probs = F.interpolate(probs, size=tuple(out_shape), mode='bilinear',
-                              align_corners=False)[:, 0]
-        masks = probs > mask_threshold
+        if tuple(probs.shape[-2:]) != tuple(out_shape):  # equal sizes: the identity
+            probs = F.interpolate(probs, size=tuple(out_shape), mode='bilinear',
+                                  align_corners=False)
+        masks = probs[:, 0] > mask_threshold
     else:
         masks = torch.zeros((0, *out_shape), dtype=torch.bool, device=mask_logits.device)
     return dict(scores=scores, labels=labels, masks=masks, bboxes=masks_to_boxes(masks))
