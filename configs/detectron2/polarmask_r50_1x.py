@@ -62,8 +62,8 @@ dataloader.test.mapper.augmentations = [L(T.Resize)(shape=(768, 1280))]
 
 # SGD lr 0.01, bias lr x2 and no bias decay, gradients clipped at norm 35
 optimizer = L(clipped_optimizer)(
-    params=L(get_default_optimizer_params)(weight_decay_norm=1e-4, bias_lr_factor=2.0,
-                                           weight_decay_bias=0.0),
+    params=L(get_default_optimizer_params)(base_lr='${..lr}', weight_decay_norm=1e-4,
+                                           bias_lr_factor=2.0, weight_decay_bias=0.0),
     optimizer='SGD', lr=0.01, momentum=0.9, weight_decay=1e-4,
     clip_max_norm=35.0, clip_norm_type=2.0)
 

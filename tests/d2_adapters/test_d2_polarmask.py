@@ -276,3 +276,143 @@ def test_mmdet_weights_load_strictly_into_the_yaml_model():
     load_strict(d2, state)
     ours = d2.state_dict()
     assert all(ours[k].shape == v.shape for k, v in state.items())
+
+
+# --------------------------------------------------------------------------- configs
+def mm_values(path):
+    from mmengine.config import Config
+    c = Config.fromfile(osp.join(REPO, path))
+    m = c.model
+    h, t, b = m.bbox_head, m.test_cfg, m.backbone
+    o = c.optim_wrapper
+    return dict(
+        num_classes=h.num_classes, channels=m.neck.out_channels, fpn_levels=m.neck.num_outs,
+        strides=list(h.strides), ranges=[tuple(map(float, r)) for r in h.regress_ranges],
+        convs=h.stacked_convs, gn_groups=h.norm_cfg.num_groups, rays=h.num_rays,
+        radius=h.radius, box_offset=h.box_offset, centerness_bias=h.centerness_bias,
+        focal=(h.loss_cls.alpha, h.loss_cls.gamma),
+        weights=(h.loss_cls.loss_weight, h.loss_bbox.loss_weight, h.loss_mask.loss_weight,
+                 h.loss_centerness.loss_weight),
+        test=(t.nms_pre, t.score_thr, t.nms.iou_threshold, t.max_per_img),
+        mean=list(m.data_preprocessor.mean), std=list(m.data_preprocessor.std),
+        trunk=(b.depth, b.frozen_stages + 1, b.style == 'caffe'),
+        sgd=(o.optimizer.lr, o.optimizer.momentum, o.optimizer.weight_decay,
+             o.paramwise_cfg.bias_lr_mult, o.paramwise_cfg.bias_decay_mult * 0.0),
+        clip=o.clip_grad.max_norm)
+
+
+def ranges_of(sizes):
+    from insplug.core.fcos import regress_ranges_from_sizes
+    return [tuple(map(float, r)) for r in regress_ranges_from_sizes(sizes)]
+
+
+def yaml_values(name):
+    y = yaml_cfg(name)
+    m, p = y.MODEL, y.MODEL.INSPLUG.POLARMASK
+    s = y.SOLVER
+    return dict(
+        num_classes=p.NUM_CLASSES, channels=m.FPN.OUT_CHANNELS,
+        fpn_levels=len(m.FPN.IN_FEATURES) + m.INSPLUG.FCOS.TOP_LEVELS,
+        strides=list(p.FPN_STRIDES), ranges=ranges_of(p.SIZES_OF_INTEREST), convs=p.NUM_CONVS,
+        gn_groups=p.NORM_GROUPS, rays=p.NUM_RAYS, radius=p.POS_RADIUS, box_offset=p.BOX_OFFSET,
+        centerness_bias=p.CENTERNESS_BIAS, focal=(p.LOSS_ALPHA, p.LOSS_GAMMA),
+        weights=(p.LOSS_WEIGHT_CLS, p.LOSS_WEIGHT_BBOX, p.LOSS_WEIGHT_MASK,
+                 p.LOSS_WEIGHT_CENTERNESS),
+        test=(p.PRE_NMS_TOPK_TEST, p.INFERENCE_TH_TEST, p.NMS_TH, p.POST_NMS_TOPK_TEST),
+        mean=list(m.PIXEL_MEAN), std=list(m.PIXEL_STD),
+        trunk=(m.RESNETS.DEPTH, m.BACKBONE.FREEZE_AT, m.RESNETS.STRIDE_IN_1X1),
+        sgd=(s.BASE_LR, s.MOMENTUM, s.WEIGHT_DECAY, s.BIAS_LR_FACTOR, s.WEIGHT_DECAY_BIAS),
+        clip=s.CLIP_GRADIENTS.CLIP_VALUE if s.CLIP_GRADIENTS.ENABLED else None)
+
+
+def lazy_values(name):
+    from detectron2.config import LazyConfig
+    cfg = LazyConfig.load(osp.join(D2_CONFIGS, name))
+    m, h = cfg.model, cfg.model.head
+    t, lo = m.test_opts, m.loss_opts
+    bu = m.backbone.bottom_up
+    o = cfg.optimizer
+    return dict(
+        num_classes=h.num_classes, channels=m.backbone.out_channels,
+        fpn_levels=len(m.backbone.in_features) + 2, strides=list(m.strides),
+        ranges=ranges_of(m.sizes_of_interest), convs=h.num_convs, gn_groups=h.norm_groups,
+        rays=h.num_rays, radius=m.radius, box_offset=m.box_offset,
+        centerness_bias=t.centerness_bias, focal=(lo.focal_alpha, lo.focal_gamma),
+        weights=(lo.loss_weight_cls, lo.loss_weight_bbox, lo.loss_weight_mask,
+                 lo.loss_weight_centerness),
+        test=(t.nms_pre, t.score_thr, t.iou_thr, t.max_per_img),
+        mean=list(m.pixel_mean), std=list(m.pixel_std),
+        trunk=(bu.stages.depth, bu.freeze_at, bu.stages.stride_in_1x1),
+        sgd=(o.lr, o.momentum, o.weight_decay, o.params.bias_lr_factor,
+             o.params.weight_decay_bias),
+        clip=o.clip_max_norm)
+
+
+def test_yaml_and_lazyconfig_equal_the_mmdet_config():
+    pytest.importorskip('mmdet')
+    ref = mm_values('configs/polarmask/polarmask_r50_1x.py')
+    assert yaml_values('polarmask_r50_1x.yaml') == ref
+    assert lazy_values('polarmask_r50_1x.py') == ref
+
+
+def test_shapes_yaml_equals_the_mmdet_demo():
+    """Except the trunk (detectron2's ResNet-18 builder makes only the 64-channel res2, the
+    mmdet demo has base_channels 32) and the schedule."""
+    pytest.importorskip('mmdet')
+    ref = mm_values('configs/demo/polarmask_r18_shapes.py')
+    ours = yaml_values(SHAPES)
+    for key in ('trunk', 'sgd'):
+        ref.pop(key), ours.pop(key)
+    assert ours == ref
+
+
+def test_yacs_defaults_are_the_core_defaults():
+    from insplug.core.polarmask.inference import polarmask_predict_single
+    from insplug.core.polarmask.targets import polar_targets_single
+    from insplug.detectron2.config import signature_defaults
+    p = add_insplug_config(get_cfg()).MODEL.INSPLUG.POLARMASK
+    t = signature_defaults(polar_targets_single)
+    s = signature_defaults(polarmask_predict_single)
+    assert (p.NUM_RAYS, p.POS_RADIUS, p.BOX_OFFSET) == (t['num_rays'], t['radius'],
+                                                        t['box_offset']) == (36, 1.5, 1.0)
+    assert (p.PRE_NMS_TOPK_TEST, p.INFERENCE_TH_TEST, p.NMS_TH, p.POST_NMS_TOPK_TEST,
+            p.CENTERNESS_BIAS) == (s['nms_pre'], s['score_thr'], s['iou_thr'],
+                                   s['max_per_img'], s['centerness_bias']) == \
+        (1000, 0.05, 0.5, 100, 0.5)
+
+
+def test_lazyconfig_train_step_and_inference(d2_shapes):
+    from detectron2.config import LazyConfig, instantiate
+    from detectron2.evaluation import COCOEvaluator
+    from detectron2.utils.events import EventStorage
+    cfg = LazyConfig.load(osp.join(D2_CONFIGS, 'polarmask_r50_1x.py'))
+    cfg = LazyConfig.apply_overrides(cfg, [
+        f'dataloader.train.dataset.names={d2_shapes["train"]}',
+        f'dataloader.test.dataset.names={d2_shapes["val"]}',
+        'dataloader.train.total_batch_size=2', 'dataloader.train.num_workers=0',
+        'dataloader.test.num_workers=0', 'train.device=cpu', 'model.head.num_classes=5',
+        'dataloader.train.mapper.instance_mask_format=bitmask',
+        'model.test_opts.score_thr=0.0'])
+    cfg.dataloader.train.mapper.augmentations[0].shape = (128, 160)
+    cfg.dataloader.test.mapper.augmentations[0].shape = (128, 160)
+    torch.manual_seed(0)
+    model = instantiate(cfg.model)
+    model.train()
+    cfg.optimizer.params.model = model
+    optimizer = instantiate(cfg.optimizer)
+    batch = next(iter(instantiate(cfg.dataloader.train)))
+    assert batch[0]['image'].shape[-2:] == (128, 160)
+    with EventStorage(0):
+        losses = model(batch)
+    assert set(losses) == LOSSES and all(torch.isfinite(v) for v in losses.values())
+    optimizer.zero_grad()
+    sum(losses.values()).backward()
+    optimizer.step()
+    model.eval()
+    test = next(iter(instantiate(cfg.dataloader.test)))
+    with torch.no_grad():
+        out = model(test)[0]['instances']
+    assert out.image_size == (test[0]['height'], test[0]['width'])
+    assert len(out) > 0
+    assert out.pred_masks.shape[-2:] == out.image_size and out.pred_masks.dtype == torch.bool
+    assert isinstance(instantiate(cfg.dataloader.evaluator), COCOEvaluator)
