@@ -217,3 +217,19 @@ def test_converted_release_loads_strictly():
     sd = official_to_detectron2({k: torch.zeros(s) for k, s in keys})
     missing, unexpected = model.load_state_dict(sd, strict=True)
     assert not missing and not unexpected
+
+
+def test_lazyconfig_equals_yaml():
+    """configs/detectron2/solov2_r50_3x.py builds the model of solov2_r50_3x.yaml."""
+    from detectron2.config import LazyConfig, instantiate
+    from insplug.detectron2.train_net import setup_cfg
+    lazy = instantiate(LazyConfig.load(osp.join(D2_CONFIGS, 'solov2_r50_3x.py')).model)
+    yaml = build_model(setup_cfg(osp.join(D2_CONFIGS, 'solov2_r50_3x.yaml'),
+                                 ['MODEL.DEVICE', 'cpu']))
+    a, b = lazy.state_dict(), yaml.state_dict()
+    assert set(a) == set(b) and all(a[k].shape == b[k].shape for k in a)
+    for name in ('loss_cfg', 'test_cfg', 'strides', 'scale_ranges', 'sigma',
+                 'instance_in_features', 'mask_in_features'):
+        assert getattr(lazy, name) == getattr(yaml, name), name
+    assert torch.equal(lazy.pixel_mean, yaml.pixel_mean)
+    assert torch.equal(lazy.pixel_std, yaml.pixel_std)
