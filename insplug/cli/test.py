@@ -1,11 +1,15 @@
 """Test (and evaluate) a checkpoint: the flags and behaviour of mmdet's ``tools/test.py``.
 
     python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out results.pkl]
-                         [--show-dir DIR] [--tta] [--format-only PREFIX] [--cfg-options k=v ...]
+                         [--show-dir DIR] [--tta] [--format-only PREFIX] [--batch-size N]
+                         [--cfg-options k=v ...]
 
 ``--format-only PREFIX`` writes ``PREFIX.bbox.json`` and ``PREFIX.segm.json`` in the format the
 COCO test-dev server accepts, without evaluating (same as ``--cfg-options
-test_evaluator.format_only=True test_evaluator.outfile_prefix=PREFIX``).
+test_evaluator.format_only=True test_evaluator.outfile_prefix=PREFIX``). ``--batch-size N``
+sets ``test_dataloader.batch_size`` (images of different sizes are padded to one batch by the
+model's data pre-processor; every insplug method predicts a batch as it predicts each image
+alone: tests/mmdet/test_batch_inference.py).
 """
 import argparse
 import copy
@@ -27,6 +31,8 @@ def parse_args(argv=None):
     parser.add_argument('--tta', action='store_true', help='test-time augmentation (flip)')
     parser.add_argument('--format-only', metavar='PREFIX',
                         help='write COCO result json files PREFIX.{bbox,segm}.json, no metrics')
+    parser.add_argument('--batch-size', type=int, metavar='N',
+                        help='images per test batch (sets test_dataloader.batch_size)')
     add_common_args(parser)
     return parser.parse_args(argv)
 
@@ -61,6 +67,10 @@ def configure(args):
         cfg = trigger_visualization_hook(cfg, args)
     if args.tta:
         _add_flip_tta(cfg)
+    if args.batch_size is not None:
+        if args.batch_size < 1:
+            raise SystemExit('error: --batch-size must be >= 1')
+        cfg.test_dataloader.batch_size = args.batch_size
     if args.format_only:
         cfg.test_evaluator.format_only = True
         cfg.test_evaluator.outfile_prefix = args.format_only
