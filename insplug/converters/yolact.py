@@ -102,3 +102,35 @@ def convert_yolact(state_dict):
 
     out['bbox_head.conv_cls.weight'], out['bbox_head.conv_cls.bias'] = bg_last(w), bg_last(b)
     return out
+
+
+# ----------------------------------------------------------------------------- detectron2
+def _d2_rules():
+    from insplug.converters.to_detectron2 import mmdet_resnet_to_detectron2_rules
+    p = r'backbone\.'
+    dcn = [(rf'^{p}layer{n}\.(\d+)\.conv2\.conv_offset\.(weight|bias)$',
+            rf'backbone.res{n + 1}.\1.conv2_offset.\2') for n in range(1, 5)]
+    return dcn + mmdet_resnet_to_detectron2_rules('backbone.', 'backbone.') + [
+        (r'^neck\.fpn\.', 'fpn.'),
+        (r'^bbox_head\.head_convs\.(\d+)\.conv\.', r'head.head_convs.\1.'),
+        (r'^bbox_head\.(conv_cls|conv_reg|conv_coeff)\.', r'head.\1.'),
+        (r'^mask_head\.protonet\.', 'protonet.'),
+        (r'^mask_head\.segm_conv\.', 'segm_conv.'),
+        (r'^mask_head\.mask_iou_net\.', 'mask_iou_net.'),
+    ]
+
+
+def to_detectron2(state_dict):
+    """insplug mmdet-layout YOLACT state_dict (the output of :func:`convert_yolact`) -> insplug's
+    detectron2 layout (``InsplugYOLACT`` with detectron2's ``build_resnet_backbone``).
+
+    Tensors unchanged: mmdet's torchvision-named ResNet -> detectron2's ResNet names
+    (``backbone.stem``, ``backbone.res{2-5}``; the DCNv2 offset convs of YOLACT++ ->
+    ``conv2_offset``), ``neck.fpn.*`` -> ``fpn.*`` (the same core module),
+    ``bbox_head.{head_convs.i.conv, conv_cls, conv_reg, conv_coeff}`` -> ``head.*`` (the core
+    :class:`~insplug.core.prototypes.yolact_head.YolactPredictionHead`, background class last as
+    in insplug's mmdet layout), ``mask_head.{protonet, segm_conv, mask_iou_net}`` -> top level.
+    The detectron2 config must use ``RESNETS.STRIDE_IN_1X1: False`` (torchvision ResNets) and,
+    for YOLACT++, ``DEFORM_ON_PER_STAGE: [False, True, True, True]``, ``DEFORM_MODULATED``.
+    """
+    return rename_keys(state_dict, _d2_rules(), method='yolact (to detectron2)')
