@@ -102,19 +102,14 @@ def to_detectron2(state_dict):
         python tools/convert_checkpoint.py blendmask R_50_1x.pth blendmask_r50_1x_d2.pth \\
             --to detectron2
     """
-    from insplug.converters.fcos import (fcos_head_to_detectron2_rules,
+    from insplug.converters.fcos import (fcos_fpn_to_detectron2_rules,
+                                         fcos_head_to_detectron2_rules,
                                          fix_fcos_scales_detectron2)
     from insplug.converters.to_detectron2 import mmdet_resnet_to_detectron2_rules
     convs = _max_index(state_dict, r'^bbox_head\.cls_convs\.(\d+)\.conv\.weight$')
     norm = 'GN' if any(re.match(r'^bbox_head\.cls_convs\.\d+\.gn\.', k) for k in state_dict) \
         else None
-    fpn = []
-    for i in range(3):
-        fpn += [(rf'^neck\.lateral_convs\.{i}\.conv\.', f'backbone.fpn_lateral{3 + i}.'),
-                (rf'^neck\.fpn_convs\.{i}\.conv\.', f'backbone.fpn_output{3 + i}.')]
-    fpn += [(r'^neck\.fpn_convs\.3\.conv\.', 'backbone.top_block.p6.'),
-            (r'^neck\.fpn_convs\.4\.conv\.', 'backbone.top_block.p7.')]
-    rules = (mmdet_resnet_to_detectron2_rules() + fpn
+    rules = (mmdet_resnet_to_detectron2_rules() + fcos_fpn_to_detectron2_rules()
              + [(r'^bbox_head\.top_layer\.(weight|bias)$', r'top_layer.\1')]
              + fcos_head_to_detectron2_rules(num_convs=0 if convs is None else convs + 1,
                                              norm=norm)

@@ -61,3 +61,44 @@ def convert_embedmask(state_dict):
         if k.endswith('.scale') and out[k].dim() == 1 and out[k].numel() == 1:
             out[k] = out[k].reshape(())
     return out
+
+
+def to_detectron2(state_dict):
+    """insplug mmdet-layout EmbedMask state_dict (the output of :func:`convert_embedmask`) ->
+    insplug's detectron2 ``InsplugEmbedMask``: detectron2 ResNet (``backbone.bottom_up.*``) and
+    FPN (``backbone.fpn_{lateral,output}{3,4,5}``, ``backbone.top_block.p6/p7``), the FCOS head
+    under AdelaiDet's names (``proposal_generator.fcos_head.*``), and the embedding branches
+    under the official EmbedMask names (``embed_head.proposal_spatial_embed_pred``, ...,
+    ``mask_tower``, ``margin_scales``, ``position_scale``). Scales get the official shape (1,);
+    the backbone's ``num_batches_tracked`` are dropped. Tensors are unchanged::
+
+        python tools/convert_checkpoint.py embedmask embed_mask_R50_1x.pth embedmask_d2.pth \\
+            --to detectron2
+    """
+    from insplug.converters.fcos import (fcos_fpn_to_detectron2_rules,
+                                         fcos_head_to_detectron2_rules,
+                                         fix_fcos_scales_detectron2)
+    from insplug.converters.to_detectron2 import mmdet_resnet_to_detectron2_rules
+    idx = [int(m.group(1)) for k in state_dict
+           for m in [re.match(r'^bbox_head\.cls_convs\.(\d+)\.conv\.weight$', k)] if m]
+    e = 'embed_head.'
+    names = [('proposal_spatial', 'proposal_spatial_embed_pred'),
+             ('proposal_other', 'proposal_other_embed_pred'),
+             ('conv_margin', 'proposal_margin_pred'),
+             ('pixel_spatial', 'pixel_spatial_embed_pred'),
+             ('pixel_other', 'pixel_other_embed_pred')]
+    rules = (mmdet_resnet_to_detectron2_rules() + fcos_fpn_to_detectron2_rules()
+             + fcos_head_to_detectron2_rules(num_convs=max(idx) + 1 if idx else 0)
+             + [(rf'^bbox_head\.{a}\.(weight|bias)$', rf'{e}{b}.\1') for a, b in names]
+             + [(r'^bbox_head\.mask_convs\.(\d+)\.conv\.(weight|bias)$',
+                 lambda m: f'{e}mask_tower.{3 * int(m.group(1))}.{m.group(2)}'),
+                (r'^bbox_head\.mask_convs\.(\d+)\.gn\.(weight|bias)$',
+                 lambda m: f'{e}mask_tower.{3 * int(m.group(1)) + 1}.{m.group(2)}'),
+                (r'^bbox_head\.margin_scales\.(\d+)\.scale$', rf'{e}margin_scales.\1.scale'),
+                (r'^bbox_head\.position_scale\.scale$', f'{e}position_scale.scale')])
+    out = fix_fcos_scales_detectron2(
+        rename_keys(state_dict, rules, method='embedmask (to detectron2)'))
+    for k in list(out):
+        if k.startswith(e) and k.endswith('.scale') and out[k].dim() == 0:
+            out[k] = out[k].reshape(1)
+    return out

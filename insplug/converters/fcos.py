@@ -93,3 +93,19 @@ def fix_fcos_scales_detectron2(state_dict, dst_prefix='proposal_generator.fcos_h
         if pat.match(k) and state_dict[k].dim() == 0:
             state_dict[k] = state_dict[k].reshape(1)
     return state_dict
+
+
+def fcos_fpn_to_detectron2_rules(src_prefix='neck.', dst_prefix='backbone.', num_ins=3,
+                                 first=3):
+    """Rules from mmdet's ``FPN`` on C3-C5 with two extra convs (P6/P7 on the output) to
+    detectron2's ``FPN`` built by ``build_insplug_fcos_resnet_fpn_backbone``:
+    ``lateral_convs.{i}`` / ``fpn_convs.{i}`` -> ``fpn_lateral{3+i}`` / ``fpn_output{3+i}``,
+    ``fpn_convs.{num_ins}`` / ``{num_ins+1}`` -> ``top_block.p6`` / ``p7``."""
+    p, d = re.escape(src_prefix), dst_prefix
+    rules = []
+    for i in range(num_ins):
+        rules += [(rf'^{p}lateral_convs\.{i}\.conv\.', f'{d}fpn_lateral{first + i}.'),
+                  (rf'^{p}fpn_convs\.{i}\.conv\.', f'{d}fpn_output{first + i}.')]
+    rules += [(rf'^{p}fpn_convs\.{num_ins}\.conv\.', f'{d}top_block.p6.'),
+              (rf'^{p}fpn_convs\.{num_ins + 1}\.conv\.', f'{d}top_block.p7.')]
+    return rules
