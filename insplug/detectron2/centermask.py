@@ -154,6 +154,14 @@ class InsplugCenterROIHeads(nn.Module):
         channels = {input_shape[f].channels for f in r.IN_FEATURES}
         if len(channels) != 1:
             raise ValueError(f'InsplugCenterROIHeads: pooled levels differ in channels {channels}')
+        if cfg.MODEL.PROPOSAL_GENERATOR.NAME == 'InsplugFCOS':
+            f = cfg.MODEL.INSPLUG.FCOS
+            if f.NUM_CLASSES != r.NUM_CLASSES:
+                raise ValueError(f'MODEL.INSPLUG.FCOS.NUM_CLASSES ({f.NUM_CLASSES}) must equal '
+                                 f'MODEL.ROI_HEADS.NUM_CLASSES ({r.NUM_CLASSES})')
+            if not f.YIELD_PROPOSAL:
+                raise ValueError('InsplugCenterROIHeads trains on FCOS proposals: set '
+                                 'MODEL.INSPLUG.FCOS.YIELD_PROPOSAL True')
         in_channels = channels.pop()
         res = m.POOLER_RESOLUTION
         mask_head = build_mask_head(cfg, ShapeSpec(channels=in_channels, height=res, width=res))
