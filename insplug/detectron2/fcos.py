@@ -50,7 +50,8 @@ import torch.nn.functional as F
 from detectron2.config import CfgNode as CN
 from detectron2.config import configurable
 from detectron2.layers import ShapeSpec
-from detectron2.modeling import BACKBONE_REGISTRY, PROPOSAL_GENERATOR_REGISTRY
+from detectron2 import modeling as d2_modeling
+from detectron2.modeling import BACKBONE_REGISTRY
 from detectron2.modeling.backbone import FPN, build_resnet_backbone
 from detectron2.modeling.backbone.fpn import LastLevelP6P7
 from detectron2.structures import Boxes, Instances
@@ -221,7 +222,8 @@ def _flat(maps: List[Tensor], channels: int) -> Tensor:
     return torch.cat([m.permute(0, 2, 3, 1).reshape(m.shape[0], -1, channels) for m in maps], 1)
 
 
-@PROPOSAL_GENERATOR_REGISTRY.register()
+# detectron2's own PROPOSAL_GENERATOR_REGISTRY (reached through the module: no second name)
+@d2_modeling.PROPOSAL_GENERATOR_REGISTRY.register()
 class InsplugFCOS(nn.Module):
     """FCOS (Tian et al., ICCV 2019) as a detectron2 proposal generator (see the module
     docstring for inputs and outputs).
