@@ -233,3 +233,120 @@ def test_lazyconfig_equals_yaml():
         assert getattr(lazy, name) == getattr(yaml, name), name
     assert torch.equal(lazy.pixel_mean, yaml.pixel_mean)
     assert torch.equal(lazy.pixel_std, yaml.pixel_std)
+
+
+# ----------------------------------------------------------------------------- SOLO (v1)
+def build_solo(decoupled):
+    from insplug.detectron2.train_net import setup_cfg
+    cfg = setup_cfg(osp.join(D2_CONFIGS, 'solo_r18_shapes.yaml'),
+                    ['MODEL.DEVICE', 'cpu', 'MODEL.INSPLUG.SOLO.DECOUPLED', decoupled])
+    torch.manual_seed(0)
+    model = build_model(cfg)
+    gen = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if not name.startswith('ins_head'):
+                continue
+            if p.dim() == 4:
+                p.copy_(torch.randn(p.shape, generator=gen) * (2.0 / p[0].numel()) ** 0.5)
+            else:
+                base = 1.0 if name.endswith('gn.weight') else 0.0
+                p.copy_(base + 0.1 * torch.randn(p.shape, generator=gen))
+        model.ins_head.conv_cls.bias.add_(-1.5)
+    return cfg, model.double().eval()
+
+
+def mmdet_solo_head(cfg, model):
+    from mmdet.models.dense_heads import DecoupledSOLOHead, SOLOHead
+    from mmengine.config import ConfigDict
+    s = cfg.MODEL.INSPLUG.SOLO
+    head_type = DecoupledSOLOHead if s.DECOUPLED else SOLOHead
+    head = head_type(
+        num_classes=s.NUM_CLASSES, in_channels=cfg.MODEL.FPN.OUT_CHANNELS,
+        feat_channels=s.INSTANCE_CHANNELS, stacked_convs=s.NUM_INSTANCE_CONVS,
+        strides=list(s.FPN_INSTANCE_STRIDES),
+        scale_ranges=[tuple(r) for r in s.FPN_SCALE_RANGES], pos_scale=s.SIGMA,
+        num_grids=list(s.NUM_GRIDS), cls_down_index=0,
+        loss_mask=dict(type='DiceLoss', use_sigmoid=True, activate=not s.DECOUPLED,
+                       loss_weight=3.0),
+        loss_cls=dict(type='FocalLoss', use_sigmoid=True, gamma=2.0, alpha=0.25,
+                      loss_weight=1.0),
+        norm_cfg=dict(type='GN', num_groups=32, requires_grad=True),
+        test_cfg=dict(nms_pre=s.NMS_PRE, score_thr=s.SCORE_THR, mask_thr=s.MASK_THR,
+                      filter_thr=s.UPDATE_THR, kernel=s.NMS_KERNEL, sigma=s.NMS_SIGMA,
+                      max_per_img=s.MAX_PER_IMG))
+    head.test_cfg = ConfigDict(head.test_cfg)
+    sd = {k[len('ins_head.'):]: v for k, v in model.state_dict().items()
+          if k.startswith('ins_head.')}
+    head.load_state_dict(sd, strict=True)
+    return head.double()
+
+
+@pytest.mark.parametrize('decoupled', [False, True], ids=['vanilla', 'decoupled'])
+def test_solo_agrees_with_mmdet(decoupled):
+    """Raw outputs, losses and final scores / labels / masks of InsplugSOLO against mmdet's
+    SOLOHead / DecoupledSOLOHead with the same weights and features."""
+    from mmdet.structures.mask import BitmapMasks
+    from mmengine.structures import InstanceData
+    cfg, model = build_solo(decoupled)
+    head = mmdet_solo_head(cfg, model)
+    gen = torch.Generator().manual_seed(2)
+    images = torch.randn(2, 3, *PAD, generator=gen, dtype=torch.float64)
+    with torch.no_grad():
+        features = model.backbone(images)
+    feats = tuple(features[f] for f in model.instance_in_features)
+    # raw outputs (training mode: logits)
+    head.train()
+    ours = model.ins_head(list(feats))
+    theirs = head(feats)
+    for a_list, b_list in zip(ours, theirs):
+        for a, b in zip(a_list, b_list):
+            assert (a - b).abs().max() <= TOL
+    # losses
+    gts = [gt_image(gen, PAD, s) for s in SPECS]
+    our_losses = model.losses(ours, gts, PAD)
+    data = [InstanceData(bboxes=g.gt_boxes.tensor.double(), labels=g.gt_classes,
+                         masks=BitmapMasks(g.gt_masks.tensor.numpy().astype(np.uint8), *PAD))
+            for g in gts]
+    metas = [dict(img_shape=PAD, pad_shape=PAD, batch_input_shape=PAD) for _ in gts]
+    their_losses = head.loss_by_feat(*theirs, data, metas)
+    for a, b in (('loss_ins', 'loss_mask'), ('loss_cate', 'loss_cls')):
+        x, y = float(our_losses[a]), float(their_losses[b])
+        assert abs(x - y) <= TOL * max(1.0, abs(y)), (a, x, y)
+    assert float(our_losses['loss_ins']) > 0
+    # predictions (eval mode: mmdet's forward already applies sigmoid / point NMS)
+    head.eval()
+    sizes = [(256, 256), (224, 192)]
+    outs = [dict(height=300, width=320), dict(height=180, width=150)]
+    with torch.no_grad():
+        mine = model.inference(model.ins_head(list(feats)), outs, sizes)
+        metas = [dict(img_shape=s, ori_shape=(o['height'], o['width'])) for s, o in
+                 zip(sizes, outs)]
+        ref = head.predict_by_feat(*[list(x) for x in head(feats)], batch_img_metas=metas)
+    for o, t in zip(mine, ref):
+        inst = o['instances']
+        assert len(inst) == len(t.scores) > 0
+        assert (inst.scores - t.scores).abs().max() <= TOL
+        assert torch.equal(inst.pred_classes, t.labels)
+        assert int((inst.pred_masks != t.masks).sum()) == 0
+
+
+@pytest.mark.parametrize('decoupled', [False, True], ids=['vanilla', 'decoupled'])
+def test_solo_forward_train_and_test(decoupled):
+    cfg, model = build_solo(decoupled)
+    model.float().train()
+    gen = torch.Generator().manual_seed(3)
+    batch = [dict(image=torch.rand(3, 256, 256, generator=gen) * 255,
+                  instances=gt_image(gen, (256, 256), SPECS[0])),
+             dict(image=torch.rand(3, 224, 192, generator=gen) * 255,
+                  instances=gt_image(gen, (224, 192), [(100, 90, 50, 60)]))]
+    losses = model(batch)
+    assert set(losses) == {'loss_ins', 'loss_cate'}
+    assert all(torch.isfinite(v) for v in losses.values())
+    sum(losses.values()).backward()
+    assert model.ins_head.conv_cls.weight.grad.abs().sum() > 0
+    model.eval()
+    with torch.no_grad():
+        out = model([dict(image=batch[1]['image'], height=112, width=96)])
+    inst = out[0]['instances']
+    assert inst.image_size == (112, 96) and inst.pred_masks.shape[1:] == (112, 96)

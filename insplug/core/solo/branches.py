@@ -187,3 +187,99 @@ class MaskFeatBranch(nn.Module):
                 x = torch.cat([x, coordinate_features(x)], 1)
             out = out + self.convs_all_levels[i](x)
         return self.conv_pred(out)
+
+
+class SOLOInstanceBranch(nn.Module):
+    """SOLO's head (Wang et al., ECCV 2020): category grid and, per level, S_l^2 mask maps
+    (vanilla) or S_l column + S_l row maps (decoupled: mask(i, j) = sigmoid(y_i) * sigmoid(x_j)).
+
+    Per level (after :func:`resize_levels`): the mask tower sees the features plus CoordConv
+    channels (both, or x / y alone for the two decoupled towers), is upsampled x2 (bilinear),
+    then a 1x1 (vanilla) or 3x3 (decoupled) conv gives the maps; the category tower resizes the
+    features to S_l x S_l before its ``cls_down_index``-th conv. Layer names as mmdet 3's
+    ``SOLOHead`` / ``DecoupledSOLOHead`` (WXinlong/SOLO's ``ins_convs`` / ``solo_ins_list`` /
+    ``cate_convs`` / ``solo_cate``).
+
+    Args:
+        in_channels: C. feat_channels: F (official 256). num_classes: K.
+        num_grids: S per level. stacked_convs: convs per tower (official 7).
+        decoupled: decoupled head. norm: 'GN' or None. cls_down_index: 0.
+        prior_prob: initial foreground probability of ``conv_cls`` and the mask convs (0.01).
+    """
+
+    def __init__(self, in_channels: int = 256, feat_channels: int = 256, num_classes: int = 80,
+                 num_grids: Sequence[int] = (40, 36, 24, 16, 12), stacked_convs: int = 7,
+                 decoupled: bool = False, norm: Optional[str] = 'GN', cls_down_index: int = 0,
+                 prior_prob: float = 0.01):
+        super().__init__()
+        self.in_channels, self.num_classes = in_channels, num_classes
+        self.num_grids, self.decoupled = list(num_grids), decoupled
+        self.cls_down_index = cls_down_index
+        extra = 1 if decoupled else 2
+
+        def tower(first):
+            return nn.ModuleList(ConvNormAct(first if i == 0 else feat_channels, feat_channels,
+                                             3, norm) for i in range(stacked_convs))
+        if decoupled:
+            self.mask_convs_x = tower(in_channels + extra)
+            self.mask_convs_y = tower(in_channels + extra)
+            self.conv_mask_list_x = nn.ModuleList(nn.Conv2d(feat_channels, g, 3, padding=1)
+                                                  for g in self.num_grids)
+            self.conv_mask_list_y = nn.ModuleList(nn.Conv2d(feat_channels, g, 3, padding=1)
+                                                  for g in self.num_grids)
+        else:
+            self.mask_convs = tower(in_channels + extra)
+            self.conv_mask_list = nn.ModuleList(nn.Conv2d(feat_channels, g ** 2, 1)
+                                                for g in self.num_grids)
+        self.cls_convs = tower(in_channels)
+        self.conv_cls = nn.Conv2d(feat_channels, num_classes, 3, padding=1)
+        bias = -math.log((1 - prior_prob) / prior_prob)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.normal_(m.weight, std=0.01)
+                if m.bias is not None:
+                    nn.init.constant_(m.bias, 0)
+        for m in [self.conv_cls] + [c for name in ('conv_mask_list', 'conv_mask_list_x',
+                                                   'conv_mask_list_y')
+                                    for c in getattr(self, name, [])]:
+            nn.init.constant_(m.bias, bias)
+
+    @staticmethod
+    def _tower(x: Tensor, convs) -> Tensor:
+        for conv in convs:
+            x = conv(x)
+        return F.interpolate(x, scale_factor=2, mode='bilinear', align_corners=False)
+
+    def forward(self, feats: Sequence[Tensor]):
+        """
+        Args:
+            feats: L tensors (B, C, H_l, W_l), finest first (P2-P6), not yet resized.
+
+        Returns:
+            vanilla: (mask logits L x (B, S_l^2, h_l, w_l), cls logits L x (B, K, S_l, S_l));
+            decoupled: (x logits L x (B, S_l, h_l, w_l), y logits L x (B, S_l, h_l, w_l),
+            cls logits); (h_l, w_l) twice the resized level's size.
+        """
+        if len(feats) != len(self.num_grids):
+            raise ValueError(f'{len(feats)} feature levels for {len(self.num_grids)} grids')
+        masks_x, masks_y, cls_logits = [], [], []
+        for lvl, x in enumerate(resize_levels(feats)):
+            coords = coordinate_features(x)
+            if self.decoupled:
+                fx = self._tower(torch.cat([x, coords[:, :1]], 1), self.mask_convs_x)
+                fy = self._tower(torch.cat([x, coords[:, 1:]], 1), self.mask_convs_y)
+                masks_x.append(self.conv_mask_list_x[lvl](fx))
+                masks_y.append(self.conv_mask_list_y[lvl](fy))
+            else:
+                f = self._tower(torch.cat([x, coords], 1), self.mask_convs)
+                masks_x.append(self.conv_mask_list[lvl](f))
+            cate = x
+            for j, conv in enumerate(self.cls_convs):
+                if j == self.cls_down_index:
+                    cate = F.interpolate(cate, size=self.num_grids[lvl], mode='bilinear',
+                                         align_corners=False)
+                cate = conv(cate)
+            cls_logits.append(self.conv_cls(cate))
+        if self.decoupled:
+            return masks_x, masks_y, cls_logits
+        return masks_x, cls_logits

@@ -1,4 +1,4 @@
-"""SOLOv2 losses (framework-free): dice on the dynamically convolved masks of the positive
+"""SOLOv2 and SOLO losses (framework-free): dice on the dynamically convolved masks of the positive
 cells, sigmoid focal loss on the category grid.
 
 Shapes: B images; L levels; K classes; E kernel channels (E * k * k with the k x k dynamic
@@ -100,6 +100,60 @@ def solov2_losses(cls_logits: Sequence[Tensor], kernel_preds: Sequence[Tensor],
         loss_ins = per_target.sum() / denominator * dice_weight
     else:
         loss_ins = mask_feats.sum() * 0
+    labels = torch.cat([torch.cat([t[lvl]['labels'].flatten() for t in targets])
+                        for lvl in range(len(cls_logits))])
+    flat = torch.cat([c.permute(0, 2, 3, 1).reshape(-1, num_classes) for c in cls_logits])
+    onehot = torch.zeros_like(flat)
+    pos = (labels != num_classes).nonzero().squeeze(1)
+    onehot[pos, labels[pos]] = 1
+    loss_cate = focal_weight * sigmoid_focal_loss_sum(
+        flat, onehot, alpha=focal_alpha, gamma=focal_gamma) / (num_pos + 1)
+    return dict(loss_ins=loss_ins, loss_cate=loss_cate)
+
+
+def solo_losses(mask_logits: Sequence[Tensor], cls_logits: Sequence[Tensor],
+                targets: Sequence[Sequence[Dict[str, Tensor]]], num_classes: int,
+                mask_logits_y: Sequence[Tensor] = None, dice_weight: float = 3.0,
+                focal_weight: float = 1.0, focal_alpha: float = 0.25,
+                focal_gamma: float = 2.0) -> Dict[str, Tensor]:
+    """SOLO's losses (vanilla, or decoupled when ``mask_logits_y`` is given).
+
+    Every positive cell has one mask target (:func:`solo_v1_targets_single`), so the dice
+    mean over targets equals the sum over the C positive cells / C (WXinlong/SOLO and mmdet 3).
+
+    Args:
+        mask_logits: L tensors (B, S_l^2, h_l, w_l) (vanilla) or the x maps (B, S_l, h_l, w_l).
+        cls_logits: L tensors (B, K, S_l, S_l). targets: per image, per level.
+        mask_logits_y: decoupled: L tensors (B, S_l, h_l, w_l).
+
+    Returns:
+        ``loss_ins`` (mmdet: ``loss_mask``), ``loss_cate`` (``loss_cls``).
+    """
+    per_target = []
+    for lvl, logits in enumerate(mask_logits):
+        probs, tmasks = [], []
+        for img, img_targets in enumerate(targets):
+            pos = img_targets[lvl]['pos_mask']
+            if mask_logits_y is None:
+                probs.append(logits[img, pos].sigmoid().flatten(1))
+            else:
+                grid = cls_logits[lvl].shape[-1]
+                cells = pos.nonzero().squeeze(1)
+                p = (mask_logits_y[lvl][img, cells // grid].sigmoid()
+                     * logits[img, cells % grid].sigmoid())
+                probs.append(p.flatten(1))
+            tmasks.append(img_targets[lvl]['mask_targets'].flatten(1))
+        probs, tmasks = torch.cat(probs), torch.cat(tmasks)
+        if probs.shape[0]:
+            per_target.append(dice_loss(probs, tmasks, eps=0.002, reduction='none',
+                                        from_logits=False))
+    num_pos = sum(len(x) for x in per_target)
+    if num_pos:
+        loss_ins = torch.cat(per_target).mean() * dice_weight
+    else:
+        loss_ins = sum(m.sum() for m in mask_logits) * 0
+        if mask_logits_y is not None:
+            loss_ins = loss_ins + sum(m.sum() for m in mask_logits_y) * 0
     labels = torch.cat([torch.cat([t[lvl]['labels'].flatten() for t in targets])
                         for lvl in range(len(cls_logits))])
     flat = torch.cat([c.permute(0, 2, 3, 1).reshape(-1, num_classes) for c in cls_logits])
