@@ -413,3 +413,30 @@ def test_lazyconfig_train_step_and_inference(lazy, d2_shapes):
     assert out.image_size == (test[0]['height'], test[0]['width'])
     assert out.pred_masks.shape[-2:] == out.image_size and out.pred_masks.dtype == torch.bool
     assert isinstance(instantiate(cfg.dataloader.evaluator), COCOEvaluator)
+
+
+def test_official_checkpoint_file_to_detectron2(d2_shapes, tmp_path):
+    """The release's file layout (``{'model_state_dict': {'module.' + key: ...}}``) ->
+    ``convert_checkpoint_to_detectron2`` (``tools/convert_checkpoint.py spatialembeddings IN OUT
+    --to detectron2``) -> detectron2's checkpointer (weights-only) -> the official output."""
+    from insplug.converters.to_detectron2 import convert_checkpoint_to_detectron2
+    from insplug.detectron2.checkpoint import SafeDetectionCheckpointer
+    golden = torch.load(osp.join(REPO, 'tests', 'fixtures', 'official', 'spatialembeddings',
+                                 'golden.pt'), weights_only=True)
+    src, dst = tmp_path / 'cars_pretrained_model.pth', tmp_path / 'd2.pth'
+    torch.save({'epoch': 200, 'model_state_dict': {'module.' + k: v for k, v in
+                                                   golden['state_dict'].items()}}, src)
+    convert_checkpoint_to_detectron2('spatialembeddings', str(src), str(dst))
+    widths = golden['widths']
+    cfg = d2_cfg('spatialembeddings_erfnet_cityscapes.yaml', d2_shapes,
+                 'MODEL.INSPLUG.ERFNET.ENCODER_CHANNELS', list(widths),
+                 'MODEL.INSPLUG.ERFNET.DECODER_CHANNELS', [widths[1], widths[0]])
+    model = build_model(cfg).eval()
+    model.load_state_dict(torch.load(dst, weights_only=True)['model'], strict=True)
+    fresh = build_model(cfg).eval()
+    SafeDetectionCheckpointer(fresh).load(str(dst))
+    with torch.no_grad():
+        a = torch.cat(fresh.forward_outputs(golden['images'].float()), 1)
+        b = torch.cat(model.forward_outputs(golden['images'].float()), 1)
+    assert torch.equal(a, b)
+    assert (a.double() - golden['output'].double()).abs().max() <= 1e-4  # float32 run

@@ -452,3 +452,24 @@ def test_lazyconfig_train_step_and_inference(d2_shapes):
     assert out.image_size == (test[0]['height'], test[0]['width'])
     assert out.pred_masks.shape[-2:] == out.image_size and out.pred_masks.dtype == torch.bool
     assert isinstance(instantiate(cfg.dataloader.evaluator), COCOEvaluator)
+
+
+def test_official_checkpoint_file_to_detectron2(tmp_path):
+    """The release's file (a bare ``Yolact.state_dict()``) -> ``convert_checkpoint_to_detectron2``
+    (``tools/convert_checkpoint.py yolact IN OUT --to detectron2``) -> detectron2's checkpointer
+    (weights-only): the same prototypes as the strictly loaded golden weights."""
+    from insplug.converters.to_detectron2 import convert_checkpoint_to_detectron2
+    from insplug.detectron2.checkpoint import SafeDetectionCheckpointer
+    g = torch.load(osp.join(FIX, 'plus.pt'), weights_only=True)
+    src, dst = tmp_path / 'yolact_plus.pth', tmp_path / 'd2.pth'
+    torch.save(g['state_dict'], src)
+    convert_checkpoint_to_detectron2('yolact', str(src), str(dst))
+    strict = _tiny_d2_model(g['config']).eval()
+    strict.load_state_dict(torch.load(dst, weights_only=True)['model'], strict=True)
+    fresh = _tiny_d2_model(g['config']).eval()
+    SafeDetectionCheckpointer(fresh).load(str(dst))
+    with torch.no_grad():
+        a = fresh.forward_outputs(g['inputs']['img'].float())
+        b = strict.forward_outputs(g['inputs']['img'].float())
+    for key in ('cls', 'loc', 'coeff', 'protos'):
+        assert torch.equal(a[key], b[key]), key
