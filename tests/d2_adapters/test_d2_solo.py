@@ -219,18 +219,22 @@ def test_converted_release_loads_strictly():
     assert not missing and not unexpected
 
 
-def test_lazyconfig_equals_yaml():
-    """configs/detectron2/solov2_r50_3x.py builds the model of solov2_r50_3x.yaml."""
+@pytest.mark.parametrize('name', ['solov2_r50_3x', 'solov2_r50_1x', 'solo_r50_1x'])
+def test_lazyconfig_equals_yaml(name):
+    """configs/detectron2/NAME.py builds the model of NAME.yaml, with the same schedule."""
     from detectron2.config import LazyConfig, instantiate
     from insplug.detectron2.train_net import setup_cfg
-    lazy = instantiate(LazyConfig.load(osp.join(D2_CONFIGS, 'solov2_r50_3x.py')).model)
-    yaml = build_model(setup_cfg(osp.join(D2_CONFIGS, 'solov2_r50_3x.yaml'),
-                                 ['MODEL.DEVICE', 'cpu']))
+    lazy_cfg = LazyConfig.load(osp.join(D2_CONFIGS, f'{name}.py'))
+    lazy = instantiate(lazy_cfg.model)
+    cfg = setup_cfg(osp.join(D2_CONFIGS, f'{name}.yaml'), ['MODEL.DEVICE', 'cpu'])
+    yaml = build_model(cfg)
+    assert lazy_cfg.train.max_iter == cfg.SOLVER.MAX_ITER
+    assert list(lazy_cfg.lr_multiplier.scheduler.milestones[:-1]) == list(cfg.SOLVER.STEPS)
     a, b = lazy.state_dict(), yaml.state_dict()
     assert set(a) == set(b) and all(a[k].shape == b[k].shape for k in a)
-    for name in ('loss_cfg', 'test_cfg', 'strides', 'scale_ranges', 'sigma',
-                 'instance_in_features', 'mask_in_features'):
-        assert getattr(lazy, name) == getattr(yaml, name), name
+    for attr in ('loss_cfg', 'test_cfg', 'strides', 'scale_ranges', 'sigma',
+                 'instance_in_features'):
+        assert getattr(lazy, attr) == getattr(yaml, attr), attr
     assert torch.equal(lazy.pixel_mean, yaml.pixel_mean)
     assert torch.equal(lazy.pixel_std, yaml.pixel_std)
 
