@@ -11,8 +11,11 @@ over P3-P5, and the auxiliary semantic head on P3) -> blender
 (:mod:`insplug.core.blendmask.blender`: RoIAlign of the bases in the boxes, attention
 softmax, weighted sum; centerness-weighted mask BCE / FCOS ``loss_denorm``). The mask targets
 are detectron2's ``gt_masks.crop_and_resize`` (polygons rasterised in the box, bitmaps
-RoIAligned, as AdelaiDet); the final masks detectron2's ``detector_postprocess`` (scale, clip,
-drop empty boxes, paste, ``>= 0.5``), the function AdelaiDet calls.
+RoIAligned, as AdelaiDet); the final masks follow detectron2's ``detector_postprocess``, the
+function AdelaiDet calls (scale, clip, drop empty boxes, paste, ``>= 0.5``), computed with
+:func:`insplug.core.fcos.rescale_clip_boxes` and the shared windowed paste
+:func:`insplug.core.postprocess.paste.paste_masks_in_boxes` (no per-box loop), as the mmdet
+adapter does.
 
 Losses: ``loss_fcos_cls``, ``loss_fcos_loc``, ``loss_fcos_ctr``, ``loss_mask`` and
 ``loss_basis_sem`` (AdelaiDet's names).
@@ -35,15 +38,16 @@ import torch
 from detectron2.config import CfgNode as CN
 from detectron2.config import configurable
 from detectron2.modeling import META_ARCH_REGISTRY, Backbone, build_backbone
-from detectron2.modeling.postprocessing import detector_postprocess
 from detectron2.modeling.proposal_generator import build_proposal_generator
-from detectron2.structures import ImageList, Instances
+from detectron2.structures import Boxes, ImageList, Instances
 from detectron2.utils import comm
 from torch import Tensor, nn
 
 from insplug.core.blendmask import blender as B
 from insplug.core.blendmask.semantic_head import SemanticHead
+from insplug.core.fcos import rescale_clip_boxes
 from insplug.core.layers.protonet import ProtoNetEncoder
+from insplug.core.postprocess.paste import paste_masks_in_boxes
 
 from .config import register_config_node, signature_defaults
 from .fcos import InsplugFCOS
@@ -269,7 +273,7 @@ class InsplugBlendMask(nn.Module):
     def inference(self, bases: Tensor, detections: List[Instances], batched_inputs,
                   image_sizes) -> List[Dict[str, Instances]]:
         """Blend the bases in the (unclipped) detection boxes, then detectron2's
-        ``detector_postprocess`` at the requested output size."""
+        ``detector_postprocess`` steps at the requested output size."""
         boxes = torch.cat([d.pred_boxes.tensor for d in detections])
         batch_inds = torch.cat([torch.full((len(d),), i, dtype=torch.long, device=self.device)
                                 for i, d in enumerate(detections)])
@@ -281,14 +285,20 @@ class InsplugBlendMask(nn.Module):
             probs = bases.new_zeros((0, r, r))
         out = []
         for i, (det, x, size) in enumerate(zip(detections, batched_inputs, image_sizes)):
-            inst = Instances(tuple(size))
-            inst.pred_boxes = det.pred_boxes
-            inst.scores = det.scores
-            inst.pred_classes = det.pred_classes
-            inst.pred_masks = probs[batch_inds == i][:, None]
             height, width = x.get('height', size[0]), x.get('width', size[1])
-            inst = detector_postprocess(inst, height, width, self.mask_threshold)
-            inst.pred_masks = inst.pred_masks.bool()  # (uint8 when there is no detection)
+            # detectron2 detector_postprocess: scale, clip, drop empty boxes, paste (float32,
+            # detectron2's geometry) into the clipped boxes, >= threshold; the shared windowed
+            # paste (insplug.core.postprocess.paste) avoids detectron2's per-box CPU loop
+            boxes, keep = rescale_clip_boxes(det.pred_boxes.tensor,
+                                             (width / size[1], height / size[0]),
+                                             (height, width))
+            inst = Instances((height, width))
+            inst.pred_boxes = Boxes(boxes[keep])
+            inst.scores = det.scores[keep]
+            inst.pred_classes = det.pred_classes[keep]
+            inst.pred_masks = paste_masks_in_boxes(probs[batch_inds == i][keep], boxes[keep],
+                                                   height, width, self.mask_threshold,
+                                                   dtype=torch.float32)
             out.append({'instances': inst})
         return out
 

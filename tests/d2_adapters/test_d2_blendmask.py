@@ -218,8 +218,13 @@ def twins(d2_shapes):
     with DefaultScope.overwrite_default_scope('insplug'):
         mm_model = MODELS.build(mm_cfg.model)
     mm_model.init_weights()
-    with torch.no_grad():  # the class logits away from the prior, so there are detections
+    with torch.no_grad():  # the class logits away from the prior, so there are detections,
         mm_model.bbox_head.conv_cls.bias.normal_(0, 1)
+        mm_model.bbox_head.conv_reg.bias.fill_(2.0)  # boxes of 4 strides
+        # and bases / attentions that vary, so the masks are neither empty nor full
+        mm_model.mask_head.bottom_module.proto_conv.weight.normal_(0, 1)
+        mm_model.mask_head.bottom_module.proto_conv.bias.normal_(0.5, 1)
+        mm_model.bbox_head.top_layer.weight.normal_(0, 0.1)
     missing, unexpected = d2_model.load_state_dict(to_detectron2(mm_model.state_dict()),
                                                    strict=False)
     assert not unexpected and all(k.endswith('num_batches_tracked') for k in missing)
@@ -274,6 +279,7 @@ def test_agreement_with_mmdet(twins):
         torch.testing.assert_close(a.pred_boxes.tensor, b.bboxes, rtol=0, atol=1e-4)
         assert a.pred_masks.shape == b.masks.shape
         assert int((a.pred_masks != b.masks).sum()) == 0
+        assert 0 < int(a.pred_masks.sum()) < a.pred_masks.numel() // 2
 
 
 # ---------------------------------------------------------------------- configs
