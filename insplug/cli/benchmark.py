@@ -4,7 +4,7 @@
         [--batch-size 1] [--num-iters 10] [--warmup 2] [--device cpu|cuda] [--out result.json]
         [--force-detections N] [--threads T]
     python tools/benchmark.py --suite [--sizes 512 800] [--out DIR] [--num-iters 3 --warmup 1]
-        [--quick] [--ap-json AP.json] [--suite-spec SPEC.json] [--only NAME ...]
+        [--quick] [--ap-json AP.json] [--suite-spec SPEC.json] [--only NAME ...] [--jobs N]
 
 CONFIG may be a file or a packaged config written ``mmdet::mask_rcnn/...py`` or
 ``insplug::...``, so insplug and stock mmdet models are measured by the same code on the same
@@ -30,8 +30,9 @@ clustering finds. The number of detections per image actually kept is reported.
 
 The suite (``--suite``) runs every method's full config against its anchor, all with
 ``--force-detections 100`` (``SUITE``; ``--suite-spec`` a JSON list of the same groups), at
-each of ``--sizes`` (an S x S input), one process per config, ``--threads`` intra-op threads
-(default 1). For each config and size it reports latency (median and p90 at batch 1, per
+each of ``--sizes`` (an S x S input), one fresh process per config, ``--threads`` intra-op
+threads (default 1), ``--jobs`` configs at a time (default 1; the suite also reports the CPU
+time its measuring processes used, which the machine's load does not inflate). For each config and size it reports latency (median and p90 at batch 1, per
 image), images/s at batch 1 and 4, the training-step time (batch 1, at ``--train-sizes``,
 default the smallest size), peak RSS of inference and of training, parameters, FLOPs per
 image, achieved GFLOP/s and its share of the conv peak (a large 3x3 conv2d timed in the same
@@ -461,7 +462,8 @@ def measure_suite_config(config, sizes, train_sizes=(), num_iters=3, warmup=1, t
                 outputs = model.test_step(data1)
             row['gflops'] = counter.get_total_flops() / 1e9
             row['dets_per_img'] = _dets_per_image(outputs)
-            times = _timed(infer(model, data1), num_iters, warmup, 'cpu')
+            # the FLOP-counting pass is the first warm-up iteration
+            times = _timed(infer(model, data1), num_iters, max(0, warmup - 1), 'cpu')
             times4 = _timed(infer(model, data4), max(1, num_iters // 3), 0, 'cpu')
             row.update(profile_shares(infer(model, data1)))
         row['peak_rss_infer_mib'] = _peak_rss_mib()
@@ -510,7 +512,8 @@ def measure_suite_config(config, sizes, train_sizes=(), num_iters=3, warmup=1, t
                            'cpu')
             row['train_step_ms'] = statistics.median(times) * 1e3
             row['peak_rss_train_mib'] = _peak_rss_mib()
-    return dict(rows=rows, scaling=scaling)
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return dict(rows=rows, scaling=scaling, cpu_s=usage.ru_utime + usage.ru_stime)
 
 
 def _in_fresh_process(fn, *args, **kwargs):
@@ -520,30 +523,47 @@ def _in_fresh_process(fn, *args, **kwargs):
 
 
 def run_suite(groups, sizes, train_sizes, num_iters, warmup, threads, dets, scaling_dets,
-              scaling_sizes, cfg_options=None, log=print):
-    """Measure every config of ``groups`` (each in a fresh process); returns the suite dict."""
+              scaling_sizes, cfg_options=None, log=print, jobs=1):
+    """Measure every config of ``groups`` (each in a fresh process); returns the suite dict.
+
+    ``jobs`` configs are measured at the same time (each in its own process, ``threads``
+    threads each); the conv peak is measured alone, before and after.
+    """
+    from concurrent.futures import as_completed
     started = time.time()
     peak_before = conv_peak_gflops(threads)
-    results = []
+    tasks = []
     for group in groups:
         configs = ([group['anchor']] if group.get('anchor') else []) + list(group['methods'])
         for config in configs:
-            log(f'[suite] {group["name"]}: {config} ...')
-            t0 = time.time()
             # scaling rows for the group's methods (not its anchor)
-            scaling = group.get('scaling') and config != group.get('anchor')
+            scaling = bool(group.get('scaling')) and config != group.get('anchor')
+            tasks.append((group, config, scaling))
+    results = [None] * len(tasks)
+    spawn = multiprocessing.get_context('spawn')
+    # one fresh process per config (max_tasks_per_child=1): peak RSS and caches do not carry
+    with ProcessPoolExecutor(max_workers=max(1, jobs), mp_context=spawn,
+                             max_tasks_per_child=1) as pool:
+        futures = {}
+        for i, (group, config, scaling) in enumerate(tasks):
+            futures[pool.submit(
+                _timed_config, measure_suite_config, config, sizes, train_sizes, num_iters,
+                warmup, threads, dets, scaling_dets if scaling else (),
+                scaling_sizes if scaling else (), cfg_options)] = i
+            log(f'[suite] queued {group["name"]}: {config}')
+        for future in as_completed(futures):
+            i = futures[future]
+            group, config, _ = tasks[i]
             try:
-                out = _in_fresh_process(
-                    measure_suite_config, config, sizes, train_sizes, num_iters, warmup,
-                    threads, dets, scaling_dets if scaling else (),
-                    scaling_sizes if scaling else (), cfg_options)
+                out = future.result()
             except Exception as error:  # a failing config is reported, the suite goes on
-                log(f'[suite]   FAILED: {type(error).__name__}: {error}')
+                log(f'[suite] FAILED {config}: {type(error).__name__}: {error}')
                 out = dict(rows=[], scaling=[], error=f'{type(error).__name__}: {error}')
             out.update(group=group['name'], config=config, name=config_name(config),
-                       anchor=config == group.get('anchor'), seconds=time.time() - t0)
-            results.append(out)
-            log(f'[suite]   done in {time.time() - t0:.0f} s')
+                       anchor=config == group.get('anchor'))
+            results[i] = out
+            log(f'[suite] done {config} ({out.get("seconds", 0):.0f} s wall, '
+                f'{out.get("cpu_s", 0):.0f} s CPU)')
     peak_after = conv_peak_gflops(threads)
     peak = max(peak_before, peak_after)
     for result in results:
@@ -552,11 +572,19 @@ def run_suite(groups, sizes, train_sizes, num_iters, warmup, threads, dets, scal
     import platform
     return dict(results=results, conv_peak_gflops=[peak_before, peak_after],
                 sizes=list(sizes), train_sizes=list(train_sizes), num_iters=num_iters,
-                warmup=warmup, threads=threads, forced_detections=dets,
+                warmup=warmup, threads=threads, jobs=jobs, forced_detections=dets,
                 torch=torch.__version__, machine=dict(
                     processor=platform.processor() or platform.machine(),
                     cpus=os.cpu_count(), load_avg=list(os.getloadavg())),
-                seconds=time.time() - started)
+                seconds=time.time() - started,
+                cpu_s=sum(r.get('cpu_s', 0) for r in results))
+
+
+def _timed_config(fn, *args):
+    start = time.time()
+    out = fn(*args)
+    out['seconds'] = time.time() - start
+    return out
 
 
 def _fmt(value, fmt):
@@ -566,7 +594,8 @@ def _fmt(value, fmt):
 def suite_markdown(suite):
     peak = max(suite['conv_peak_gflops'])
     lines = [f"Forced detections: {suite['forced_detections']} per image (score threshold 0); "
-             f"{suite['threads']} thread(s); median of {suite['num_iters']} after "
+             f"{suite['threads']} thread(s), {suite.get('jobs', 1)} config(s) at a time; "
+             f"median of {suite['num_iters']} after "
              f"{suite['warmup']} warm-up; conv peak {suite['conv_peak_gflops'][0]:.1f} / "
              f"{suite['conv_peak_gflops'][1]:.1f} GFLOP/s (before / after); machine: "
              f"{suite['machine']['processor']}, {suite['machine']['cpus']} CPUs, load average "
@@ -673,7 +702,7 @@ def _suite_main(args):
             ap = {config_name(k): float(v) for k, v in json.load(f).items()}
     suite = run_suite(groups, sizes, train_sizes, num_iters, warmup, args.threads or 1,
                       args.force_detections or 100, scaling_dets, scaling_sizes,
-                      args.cfg_options and dict(args.cfg_options))
+                      args.cfg_options and dict(args.cfg_options), jobs=args.jobs)
     out = args.out or osp.join('work_dirs', 'benchmark', 'suite')
     os.makedirs(out, exist_ok=True)
     table = suite_markdown(suite)
@@ -685,7 +714,8 @@ def _suite_main(args):
     with open(osp.join(out, 'suite.json'), 'w') as f:
         json.dump(dict(suite, argv=sys.argv[1:]), f, indent=2)
     print(table)
-    print(f"written: {out}/suite.md, suite.json, suite.png ({suite['seconds']:.0f} s)")
+    print(f"written: {out}/suite.md, suite.json, suite.png ({suite['seconds']:.0f} s wall, "
+          f"{suite['cpu_s']:.0f} s CPU in the measuring processes)")
     return suite
 
 
@@ -724,6 +754,9 @@ def main(argv=None):
     suite.add_argument('--suite-spec', help='JSON list of groups replacing the built-in suite: '
                                             '[{"name", "anchor", "methods", "scaling"}]')
     suite.add_argument('--only', nargs='+', help='groups whose name contains one of these')
+    suite.add_argument('--jobs', type=int, default=1,
+                       help='configs measured at the same time, one process each (default 1; '
+                            'e.g. 2 on 2 cores with --threads 1)')
     args = parser.parse_args(argv)
     if args.suite:
         return _suite_main(args)
