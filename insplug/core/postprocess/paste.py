@@ -13,9 +13,9 @@ support window, ``[x1 - w / (2 Mw) - 1/2, x2 + w / (2 Mw)]`` grown by 1 px, whic
 whole-image result bit for bit (every sampled pixel uses the same float formula) at a cost that
 depends on the box sizes, not on the image size.
 
-Batching without a per-instance Python loop: boxes are grouped by the power of two above their
-window's longer side (at most ~log2(max(H, W)) groups, whatever N), each group is sampled at
-once on a window of its largest extent (each box's window at its own offset, shifted inside the
+Batching without a per-instance Python loop: boxes are sorted by window area and cut into a
+fixed number of equal-count groups (4, whatever N), each group is sampled at once (in chunks of
+bounded memory) on a window of its largest extent (each box's window at its own offset, shifted inside the
 image), thresholded, and scattered into a preallocated (N, H, W) output.
 """
 from typing import Optional
@@ -26,6 +26,8 @@ from torch import Tensor
 
 # at most this many window pixels (instances x window height x width) are sampled at once
 PASTE_CHUNK_PIXELS = 1 << 24
+# boxes are sampled in this many size groups (sorted by window area, equal counts)
+PASTE_GROUPS = 4
 
 
 def paste_windows(boxes: Tensor, mask_size, height: int, width: int) -> Tensor:
@@ -80,15 +82,17 @@ def sample_box_windows(masks: Tensor, boxes: Tensor, x0: Tensor, y0: Tensor, win
     bx0, by0, bx1, by1 = boxes.to(dtype).unbind(1)
     gy = (ys - by0[:, None]) / (by1 - by0).clamp(min=1e-6)[:, None] * 2 - 1
     gx = (xs - bx0[:, None]) / (bx1 - bx0).clamp(min=1e-6)[:, None] * 2 - 1
-    grid = torch.stack([gx[:, None, :].expand(n, win_h, win_w),
-                        gy[:, :, None].expand(n, win_h, win_w)], dim=3)
+    grid = gx.new_empty((n, win_h, win_w, 2))
+    grid[..., 0] = gx[:, None, :]
+    grid[..., 1] = gy[:, :, None]
     return F.grid_sample(masks[:, None].to(dtype), grid, mode='bilinear', padding_mode='zeros',
                          align_corners=False)[:, 0]
 
 
 def paste_masks_in_boxes(masks: Tensor, boxes: Tensor, height: int, width: int,
                          threshold: Optional[float] = 0.5, dtype=None,
-                         chunk_pixels: int = PASTE_CHUNK_PIXELS) -> Tensor:
+                         chunk_pixels: int = PASTE_CHUNK_PIXELS,
+                         groups: int = PASTE_GROUPS) -> Tensor:
     """Paste N box-frame masks into (N, H, W) image masks, sampling only inside each box's
     support window (see the module docstring; equal to a whole-image ``grid_sample``).
 
@@ -102,6 +106,7 @@ def paste_masks_in_boxes(masks: Tensor, boxes: Tensor, height: int, width: int,
         dtype: float type of the sampling (default: the masks' float type, else float32;
             mmdet and the RefineMask release paste in float32).
         chunk_pixels: upper bound of instances x window pixels sampled at once.
+        groups: number of size groups (a fixed number of batched samplings, whatever N).
 
     Returns:
         (N, H, W) bool (uint8 when ``threshold < 0``, ``dtype`` when None), 0 outside each
@@ -120,19 +125,15 @@ def paste_masks_in_boxes(masks: Tensor, boxes: Tensor, height: int, width: int,
         return out
     win = paste_windows(boxes, masks.shape[-2:], height, width)
     win_w, win_h = win[:, 2] - win[:, 0], win[:, 3] - win[:, 1]
-    side = torch.where(torch.minimum(win_w, win_h) > 0, torch.maximum(win_w, win_h), 0)
-    # size class: the power of two at or above the window's longer side (0: empty window)
-    group = torch.where(side > 0, torch.ceil(torch.log2(side.clamp(min=1).double())) + 1,
-                        torch.zeros_like(side, dtype=torch.float64)).long()
-    order = torch.argsort(group, stable=True)
-    keys, counts = torch.unique_consecutive(group[order], return_counts=True)
-    dev = masks.device
-    start = 0
-    for key, count in zip(keys.tolist(), counts.tolist()):  # a few size classes, not instances
-        idx = order[start:start + count]
-        start += count
-        if key == 0:
+    # size groups: boxes sorted by window area, cut into ``groups`` runs of equal count, so
+    # each run samples a window close to its own boxes' size; empty windows are skipped
+    area = win_w * win_h
+    order = torch.argsort(area)
+    order = order[area[order] > 0]
+    for idx in torch.tensor_split(order, min(groups, max(1, order.numel()))):
+        if idx.numel() == 0:
             continue
+        count = idx.numel()
         gh, gw = int(win_h[idx].max()), int(win_w[idx].max())
         per_chunk = max(1, chunk_pixels // (gh * gw))
         for c0 in range(0, count, per_chunk):
@@ -148,7 +149,9 @@ def paste_masks_in_boxes(masks: Tensor, boxes: Tensor, height: int, width: int,
                 pasted = vals >= threshold
             else:
                 pasted = (vals * 255).to(torch.uint8)
-            rows = (y0[:, None] + torch.arange(gh, device=dev))[:, :, None]
-            cols = (x0[:, None] + torch.arange(gw, device=dev))[:, None, :]
-            out[sel[:, None, None], rows, cols] = pasted
+            # every gh x gw window of every instance's plane as one strided view; each
+            # instance writes one block (distinct instances: no overlapping writes)
+            blocks = out.as_strided((n, height - gh + 1, width - gw + 1, gh, gw),
+                                    (height * width, width, 1, width, 1))
+            blocks[sel, y0, x0] = pasted
     return out
