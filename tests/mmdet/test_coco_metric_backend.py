@@ -131,3 +131,8 @@ def test_configs_use_the_metric():
     repo = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
     cfg = Config.fromfile(osp.join(repo, 'configs/demo/refinemask_r18_shapes.py'))
     assert cfg.val_evaluator.type == cfg.test_evaluator.type == 'InsplugCocoMetric'
+    cfg = Config.fromfile(osp.join(repo, 'configs/_base_/datasets/coco_instance.py'))
+    for evaluator in (cfg.val_evaluator, cfg.test_evaluator):
+        assert evaluator.type == 'InsplugCocoMetric'
+        assert evaluator.ann_file.endswith('annotations/instances_val2017.json')
+        assert list(evaluator.metric) == ['bbox', 'segm']
