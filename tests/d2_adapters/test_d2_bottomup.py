@@ -346,7 +346,11 @@ def test_yaml_equals_mmdet_config(yaml, mm_path):
 LAZY = [('spatialembeddings_erfnet_cityscapes.py',
          'spatialembeddings/spatialembeddings_erfnet_cityscapes.py'),
         ('discriminative_erfnet_cityscapes.py',
-         'discriminative/discriminative_erfnet_cityscapes.py')]
+         'discriminative/discriminative_erfnet_cityscapes.py'),
+        ('spatialembeddings_r50_fpn_coco.py',
+         'spatialembeddings/spatialembeddings_r50_fpn_coco.py'),
+        ('discriminative_r50_fpn_kmeans_coco.py',
+         'discriminative/discriminative_r50_fpn_kmeans_coco.py')]
 
 
 @pytest.mark.parametrize('lazy,mm_path', LAZY)
@@ -370,8 +374,10 @@ def test_lazyconfig_equals_mmdet_config(lazy, mm_path):
     assert vars(model.clusterer) == vars(ref.clusterer)
     assert model.pixel_mean.flatten().tolist() == ref.pixel_mean.flatten().tolist()
     assert model.pixel_std.flatten().tolist() == ref.pixel_std.flatten().tolist()
-    for a, b in zip(model.outputs.modules(), ref.outputs.modules()):
-        assert type(a) is type(b)
+    assert [type(m).__name__ for m in model.modules()] == \
+        [type(m).__name__ for m in ref.modules()]
+    assert [(k, p.requires_grad) for k, p in model.named_parameters()] == \
+        [(k, p.requires_grad) for k, p in ref.named_parameters()]
     expected = expected_from_mmdet(mm_path)
     assert cfg.optimizer.lr == expected['SOLVER.BASE_LR']
     assert cfg.optimizer.weight_decay == expected['SOLVER.WEIGHT_DECAY']
@@ -379,7 +385,7 @@ def test_lazyconfig_equals_mmdet_config(lazy, mm_path):
     assert cfg.dataloader.train.mapper.image_format == expected['INPUT.FORMAT']
 
 
-@pytest.mark.parametrize('lazy', [x[0] for x in LAZY])
+@pytest.mark.parametrize('lazy', [x[0] for x in LAZY[:2]])
 def test_lazyconfig_train_step_and_inference(lazy, d2_shapes):
     import detectron2.data.transforms as T
     from detectron2.config import LazyCall as L

@@ -411,6 +411,8 @@ def test_lazyconfig_equals_yaml_and_mmdet(lazy, mm_path):
     assert model.pixel_std.flatten().tolist() == ref.pixel_std.flatten().tolist()
     assert [type(m).__name__ for m in model.modules()] == \
         [type(m).__name__ for m in ref.modules()]
+    assert [(k, p.requires_grad) for k, p in model.named_parameters()] == \
+        [(k, p.requires_grad) for k, p in ref.named_parameters()]
     expected = expected_from_mmdet(mm_path)
     assert cfg.optimizer.lr == expected['SOLVER.BASE_LR']
     assert cfg.optimizer.weight_decay == expected['SOLVER.WEIGHT_DECAY']
