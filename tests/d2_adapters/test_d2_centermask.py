@@ -476,3 +476,40 @@ def test_lazyconfig_train_step_and_inference(name, d2_shapes):
     assert out.image_size == (test[0]['height'], test[0]['width'])
     assert out.pred_masks.shape[-2:] == out.image_size and out.pred_masks.dtype == torch.bool
     assert isinstance(instantiate(cfg.dataloader.evaluator), COCOEvaluator)
+
+
+# --------------------------------------------------------------------------- VoVNet trunk
+def test_official_vovnet_fpn_in_detectron2(monkeypatch):
+    """centermask2's VoVNet-eSE + FPN (golden, float64): the official trunk/FPN keys through
+    ``official_to_detectron2`` load strictly into ``build_insplug_fcos_vovnet_fpn_backbone`` and
+    give the release's stage outputs and P3-P7 (abs 1e-9); the ImageNet-trunk route
+    (``vovnet_imagenet`` + its ``to_detectron2``) fills the same trunk."""
+    from detectron2.layers import ShapeSpec
+    from insplug.converters.vovnet_imagenet import convert_vovnet_imagenet
+    from insplug.converters.vovnet_imagenet import to_detectron2 as vovnet_to_d2
+    from insplug.core.backbones import vovnet
+    from insplug.detectron2.vovnet import build_insplug_fcos_vovnet_fpn_backbone
+    g = torch.load(FIXTURE, weights_only=True)['backbones']['vovnet']
+    s = g['spec']
+    monkeypatch.setitem(vovnet.ARCH_SPECS, 'golden', dict(
+        stem=s['stem'], stage_ch=s['stage_conv_ch'], out_ch=s['stage_out_ch'],
+        layers=s['layer_per_block'], blocks=s['block_per_stage']))
+    cfg = yaml_cfg('centermask_v39_3x.yaml', 'MODEL.INSPLUG.VOVNET.CONV_BODY', 'golden',
+                   'MODEL.FPN.OUT_CHANNELS', 8)
+    backbone = build_insplug_fcos_vovnet_fpn_backbone(cfg, ShapeSpec(channels=3)).double()
+    state = official_to_detectron2(g['state_dict'])
+    load_strict(backbone, {k[len('backbone.'):]: v for k, v in state.items()})
+    backbone.eval()
+    with torch.no_grad():
+        stages = backbone.bottom_up(g['input'])
+        pyramid = backbone(g['input'])
+    for name, ref in zip(('stage3', 'stage4', 'stage5'), g['stages']):
+        assert stages[name].shape == ref.shape and maxdiff(stages[name], ref) < 1e-9
+    for name, ref in zip(('p3', 'p4', 'p5', 'p6', 'p7'), g['pyramid']):
+        assert pyramid[name].shape == ref.shape and maxdiff(pyramid[name], ref) < 1e-9
+    # ImageNet trunk (no prefix) -> the detectron2 trunk keys
+    trunk = {k[len('backbone.bottom_up.'):]: v for k, v in g['state_dict'].items()
+             if k.startswith('backbone.bottom_up.')}
+    d2_trunk = vovnet_to_d2(convert_vovnet_imagenet(trunk))
+    assert d2_trunk.keys() == {k for k in state if k.startswith('backbone.bottom_up.')}
+    assert all(torch.equal(d2_trunk[k], state[k]) for k in d2_trunk)
