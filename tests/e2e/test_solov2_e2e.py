@@ -7,7 +7,11 @@ evaluates on those images (``evaluate_on='train'``): the suite checks that the p
 grid assignment, dynamic kernels, unified mask features, dice + focal losses, Matrix NMS
 inference -- fits data, not generalisation.
 
-Measured (see the figures in AP50_FLOOR's comment) with OMP_NUM_THREADS=1.
+Measured with OMP_NUM_THREADS=1, seeds 0 / 1 / 2, 60 iterations: segm mAP50 0.762 / 0.667 /
+0.315 (segm mAP 0.564 / 0.506 / 0.261); loss (mean of the first / last 8 iterations) 3.09 ->
+0.39, 3.21 -> 0.64, 3.31 -> 1.53 (ratios 0.13 / 0.20 / 0.46). With 40 iterations seed 2 reached
+only 0.081, hence 60. Cost: about 55 s CPU (user) for training and evaluation with one thread
+(wall time more on a loaded machine).
 """
 import os.path as osp
 
@@ -16,6 +20,8 @@ from e2e_utils import fit_subset_options, mean, train_and_evaluate
 
 CONFIG = osp.join(osp.dirname(__file__), '..', '..', 'configs', 'demo', 'solov2_r18_shapes.py')
 ITERS = 60
+# An untrained model detects nothing (class scores start at the 0.01 prior, below the 0.1
+# test threshold): segm mAP50 0.0. 0.1 sits 3x below the lowest measured value (0.315, seed 2).
 AP50_FLOOR = 0.1
 
 
@@ -33,7 +39,8 @@ def solov2_run(demo_data, tmp_path_factory):
 def test_solov2_loss_falls(solov2_run):
     losses = solov2_run['losses']
     assert len(losses) == ITERS
-    assert mean(losses[-8:]) < 0.5 * mean(losses[:8]), losses
+    # measured ratios 0.13 / 0.20 / 0.46 (seeds 0 / 1 / 2)
+    assert mean(losses[-8:]) < 0.7 * mean(losses[:8]), losses
 
 
 def test_solov2_segm_ap_above_floor(solov2_run):
