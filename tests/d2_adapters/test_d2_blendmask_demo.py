@@ -89,5 +89,6 @@ def test_loss_falls(demo_run):
 
 
 def test_segm_ap_above_floor(demo_run):
-    # detectron2 reports AP in percent; the mmdet twin's floor is mAP50 0.05
+    # detectron2 reports AP in percent; the mmdet twin's floor is mAP50 0.05. Measured at one
+    # thread: 20.3 (seed 0, loss 3.76 -> 1.75), 10.0 (seed 1, loss 3.69 -> 1.90)
     assert demo_run['metrics']['segm']['AP50'] > 5.0, demo_run['metrics']
