@@ -12,8 +12,8 @@ scores and mask scores (1e-5 abs), boxes (1e-3 px abs), masks (0 differing pixel
 
 The models run in float64 where all their ops take it: in float32, a batched convolution may
 round differently from a batch-1 one (SparseInst's mask logits differ by up to 3e-5), which
-can flip a mask pixel lying at the threshold. Models with float-only mmcv ops (RoIAlign: Mask
-R-CNN, RefineMask, BlendMask) run in float32.
+can flip a mask pixel lying at the threshold. Models with float-only mmcv ops (RoIAlign: the
+two-stage Mask R-CNN, PointRend, RefineMask) run in float32.
 """
 import copy
 import json
