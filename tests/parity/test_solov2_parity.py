@@ -173,3 +173,23 @@ def test_release_layout_converts(golden):
     assert len(d2) == len(sd)
     assert {k for k in d2 if k.startswith('backbone.')} == \
         {k for k in sd if k.startswith('backbone.')}
+
+
+def test_release_layout_fills_the_mmdet_config(golden, insplug_scope):
+    """The converted release fills configs/solov2/solov2_r50_caffe_fpn_3x_adelaidet.py
+    (mmdet's SOLOv2 with the caffe R-50) exactly: no missing, extra or misshapen tensor."""
+    from mmengine.config import Config
+    from insplug.checkpoints.fit import check_state_dict_fit
+    from insplug.registry import MODELS
+    config = os.path.join(os.path.dirname(__file__), '..', '..', 'configs', 'solov2',
+                          'solov2_r50_caffe_fpn_3x_adelaidet.py')
+    cfg = Config.fromfile(config)
+    cfg.model.backbone.init_cfg = None
+    model = MODELS.build(cfg.model)
+    sd = convert_state_dict('solov2', {k: torch.zeros(s) for k, s in golden['release_keys']})
+    model_sd = model.state_dict()
+    assert not [k for k in model_sd if k not in sd and not k.endswith('num_batches_tracked')]
+    assert not [k for k in sd if k not in model_sd]
+    assert not [k for k in sd if sd[k].shape != model_sd[k].shape]
+    fit = check_state_dict_fit(model_sd, sd)
+    assert not fit.missing and not fit.unexpected and not fit.mismatched
