@@ -115,13 +115,18 @@ def test_test_tool_batch_size_gives_the_batch_1_results(demo_data, tmp_path):
             'test_dataloader.num_workers=0', 'test_dataloader.persistent_workers=False',
             f'test_evaluator.ann_file={root}val/annotations.json',
             'model.test_cfg.score_thr=0.0', 'model.test_cfg.max_per_img=10']
-    results = {}
+    results, metrics = {}, {}
     for batch_size in (1, 4):
         prefix = tmp_path / f'b{batch_size}' / 'results'
-        main([config, str(ckpt), '--batch-size', str(batch_size), '--work-dir',
-              str(tmp_path / f'w{batch_size}'), '--format-only', str(prefix)] + opts)
+        prefix.parent.mkdir()
+        # evaluated (InsplugCocoMetric) and the results kept as COCO json files
+        metrics[batch_size] = main(
+            [config, str(ckpt), '--batch-size', str(batch_size), '--work-dir',
+             str(tmp_path / f'w{batch_size}')] + opts + [f'test_evaluator.outfile_prefix={prefix}'])
         results[batch_size] = {kind: json.loads(open(f'{prefix}.{kind}.json').read())
                                for kind in ('bbox', 'segm')}
+    for key in ('coco/bbox_mAP', 'coco/segm_mAP', 'coco/segm_mAP_50'):
+        assert abs(metrics[1][key] - metrics[4][key]) <= 0.002, (key, metrics)
     assert len(results[1]['segm']) == 10 * 12  # 12 validation images, 10 forced detections
     for kind in ('bbox', 'segm'):
         a = sorted(results[1][kind], key=lambda r: (r['image_id'], -r['score']))
