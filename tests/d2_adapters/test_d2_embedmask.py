@@ -9,6 +9,12 @@
   proposal embeddings, margins, pixel embeddings) and the four losses agree within 1e-5 (abs),
   and the detections (boxes, scores, classes) and masks (output 1.5x the input: 0 differing
   pixels) are equal;
+* official golden data (``tests/fixtures/official/embedmask/golden.pt``, the release run by
+  ``tools/official_parity/make_embedmask_golden.py``): the official head's state_dict goes
+  through ``convert_embedmask`` + ``to_detectron2`` and loads strictly; on the official FPN
+  features the four losses are within 1e-5 (relative) of the release's and the detections
+  (classes exact, scores 1e-5, boxes float32 rounding) and the masks at the original image size
+  (0 differing pixels) equal the release's;
 * a file shaped like the released R-50 checkpoint goes through ``convert_embedmask`` +
   ``to_detectron2`` and loads strictly into the model of ``embedmask_r50_1x.yaml``; the
   LazyConfig builds the same model;
@@ -76,11 +82,11 @@ def test_train_step_and_inference(d2_shapes):
 
 # ---------------------------------------------------------------------- mmdet agreement
 class FixedFeatures(Backbone):
-    def __init__(self, feats):
+    def __init__(self, feats, channels=C, strides=STRIDES):
         super().__init__()
         self.feats = feats
-        self.shapes = {f'p{i + 3}': ShapeSpec(channels=C, stride=s)
-                       for i, s in enumerate(STRIDES)}
+        self.shapes = {f'p{i + 3}': ShapeSpec(channels=channels, stride=s)
+                       for i, s in enumerate(strides)}
 
     def forward(self, x):
         return dict(zip(self.shapes, self.feats))
@@ -187,6 +193,81 @@ def test_agreement_with_mmdet(twins):
         assert a.pred_masks.shape == b.masks.shape == (len(a),) + o
         assert int((a.pred_masks != b.masks).sum()) == 0
         assert a.pred_masks.any()
+
+
+# ---------------------------------------------------------------------- official golden data
+def unpack(packed, shape):
+    import numpy as np
+    n = int(np.prod(shape))
+    return torch.from_numpy(np.unpackbits(packed.numpy())[:n].reshape(shape).astype(bool))
+
+
+@pytest.fixture(scope='module')
+def golden_model():
+    """The official head's state_dict (``golden.pt``) through ``convert_embedmask`` and
+    ``to_detectron2``, loaded strictly into InsplugEmbedMask on the official FPN features."""
+    from insplug.converters import convert_state_dict
+    from insplug.converters.embedmask import to_detectron2
+    g = torch.load(GOLDEN, weights_only=True)
+    c = g['config']
+    cfg = get_cfg()
+    add_insplug_config(cfg)
+    f = cfg.MODEL.INSPLUG.FCOS
+    f.NUM_CLASSES, f.FPN_STRIDES = c['num_classes'], list(c['strides'])
+    f.SIZES_OF_INTEREST = list(c['interest'])
+    f.NUM_CLS_CONVS = f.NUM_BOX_CONVS = c['num_convs']
+    f.POS_RADIUS, f.SCORE = c['center_radius'], 'product'
+    f.INFERENCE_TH_TEST, f.PRE_NMS_TOPK_TEST = c['inference_th'], c['pre_nms_top_n']
+    f.NMS_TH, f.POST_NMS_TOPK_TEST = c['nms_th'], c['detections_per_img']
+    backbone = FixedFeatures([x.double() for x in g['features']], c['channels'], c['strides'])
+    model = InsplugEmbedMask(
+        backbone=backbone, proposal_generator=InsplugFCOS(cfg, backbone.output_shape()),
+        embed_head=InsplugEmbedMaskHead(
+            c['channels'], c['embed_dim'], len(c['strides']), c['num_convs'], 32,
+            c['per_dim_margin'], c['prior_margin'], c['margin_reduce_factor'],
+            c['embed_reduce_factor']),
+        mask_scale_factor=c['mask_scale_factor'], box_padding=c['box_padding'],
+        loss_mask_weight=c['loss_mask_alpha'], mask_threshold=c['mask_th'])
+    model.load_state_dict(to_detectron2(convert_state_dict('embedmask', g['state_dict'])),
+                          strict=True)
+    return model.double(), g
+
+
+def test_official_losses(golden_model):
+    model, g = golden_model
+    batch = []
+    for size, boxes, labels, packed, shape in zip(g['image_sizes'], g['gt_boxes'],
+                                                  g['gt_labels'], g['gt_masks_packed'],
+                                                  g['gt_masks_shape']):
+        batch.append(dict(image=torch.zeros(3, *size), instances=Instances(
+            tuple(size), gt_boxes=Boxes(boxes.double()), gt_classes=labels - 1,  # official 1..K
+            gt_masks=BitMasks(unpack(packed, shape)))))
+    model.train()
+    losses = model(batch)
+    for ours, theirs in (('loss_fcos_cls', 'loss_cls'), ('loss_fcos_loc', 'loss_reg'),
+                         ('loss_fcos_ctr', 'loss_centerness'), ('loss_mask', 'loss_mask')):
+        got, want = float(losses[ours]), float(g['losses'][theirs])
+        assert got == pytest.approx(want, rel=1e-5), (ours, got, want)
+
+
+def test_official_detections_and_masks(golden_model):
+    model, g = golden_model
+    model.eval()
+    with torch.no_grad():
+        out = model([dict(image=torch.zeros(3, *s), height=o[0], width=o[1])
+                     for s, o in zip(g['image_sizes'], g['original_sizes'])])
+    for r, ref, (ih, iw), (oh, ow) in zip(out, g['detections'], g['image_sizes'],
+                                          g['original_sizes']):
+        r = r['instances']
+        assert len(r) == len(ref['scores']) > 0
+        assert torch.equal(r.pred_classes + 1, ref['labels'])
+        assert float((r.scores - ref['scores']).abs().max()) < 1e-5
+        want = ref['boxes'].double() * torch.tensor([ow / iw, oh / ih] * 2, dtype=torch.float64)
+        assert float((r.pred_boxes.tensor.double() - want).abs().max()) < 1e-5 * float(
+            want.abs().max())
+        masks = unpack(ref['masks_packed'], ref['masks_shape'])
+        assert r.pred_masks.shape == masks.shape
+        assert int((r.pred_masks != masks).sum()) == 0
 
 
 # ---------------------------------------------------------------------- checkpoints, configs
