@@ -32,9 +32,11 @@ The suite (``--suite``) runs every method's full config against its anchor, all 
 ``--force-detections 100`` (``SUITE``; ``--suite-spec`` a JSON list of the same groups), at
 each of ``--sizes`` (an S x S input), one fresh process per config, ``--threads`` intra-op
 threads (default 1), ``--jobs`` configs at a time (default 1; the suite also reports the CPU
-time its measuring processes used, which the machine's load does not inflate). For each config and size it reports latency (median and p90 at batch 1, per
-image), images/s at batch 1 and 4, the training-step time (batch 1, at ``--train-sizes``,
-default the smallest size), peak RSS of inference and of training, parameters, FLOPs per
+time its measuring processes used, which the machine's load does not inflate). For each config
+and size it reports latency (median and p90 at batch 1, per image), images/s at batch 1 and at
+batch 4 (at ``--batch4-sizes``, default the smallest size), the training-step time (batch 1,
+at ``--train-sizes``, default the smallest size), peak RSS of inference (batch 1) and of
+training, parameters, FLOPs per
 image, achieved GFLOP/s and its share of the conv peak (a large 3x3 conv2d timed in the same
 run with the same thread count), and from one profiled inference (torch.profiler): the
 convolution share of the self time, the post-processing share (time inside the heads'
@@ -429,7 +431,8 @@ def profile_shares(fn):
 
 
 def measure_suite_config(config, sizes, train_sizes=(), num_iters=3, warmup=1, threads=1,
-                         dets=100, scaling_dets=(), scaling_sizes=(), cfg_options=None):
+                         dets=100, scaling_dets=(), scaling_sizes=(), cfg_options=None,
+                         batch4_sizes=None):
     """One config of the suite, in this process: a row per size, plus the scaling rows.
 
     Returns dict(rows=[...], scaling=[...]); see the module docstring for the figures.
@@ -451,7 +454,6 @@ def measure_suite_config(config, sizes, train_sizes=(), num_iters=3, warmup=1, t
     for size in sorted(sizes):
         shape = (size, size)
         data1 = synthetic_batch(1, shape, num_classes)
-        data4 = synthetic_batch(4, shape, num_classes)
         row = dict(config=config, name=config_name(config), size=size, threads=threads,
                    params_m=params_m)
         exact_peak = _reset_peak_rss()
@@ -464,14 +466,17 @@ def measure_suite_config(config, sizes, train_sizes=(), num_iters=3, warmup=1, t
             row['dets_per_img'] = _dets_per_image(outputs)
             # the FLOP-counting pass is the first warm-up iteration
             times = _timed(infer(model, data1), num_iters, max(0, warmup - 1), 'cpu')
-            times4 = _timed(infer(model, data4), max(1, num_iters // 3), 0, 'cpu')
             row.update(profile_shares(infer(model, data1)))
         row['peak_rss_infer_mib'] = _peak_rss_mib()
         row['peak_rss_exact'] = exact_peak
         row['latency_ms'] = statistics.median(times) * 1e3
         row['latency_p90_ms'] = float(np.percentile(times, 90)) * 1e3
         row['images_per_s_b1'] = 1 / statistics.median(times)
-        row['images_per_s_b4'] = 4 / statistics.median(times4)
+        if batch4_sizes is None or size in batch4_sizes:
+            data4 = synthetic_batch(4, shape, num_classes)
+            with torch.no_grad():
+                times4 = _timed(infer(model, data4), max(1, num_iters // 3), 0, 'cpu')
+            row['images_per_s_b4'] = 4 / statistics.median(times4)
         row['gflops_per_s'] = row['gflops'] / statistics.median(times)
         latency_at[(size, dets)] = row['latency_ms']
         rows.append(row)
@@ -523,7 +528,7 @@ def _in_fresh_process(fn, *args, **kwargs):
 
 
 def run_suite(groups, sizes, train_sizes, num_iters, warmup, threads, dets, scaling_dets,
-              scaling_sizes, cfg_options=None, log=print, jobs=1):
+              scaling_sizes, cfg_options=None, log=print, jobs=1, batch4_sizes=None):
     """Measure every config of ``groups`` (each in a fresh process); returns the suite dict.
 
     ``jobs`` configs are measured at the same time (each in its own process, ``threads``
@@ -549,7 +554,7 @@ def run_suite(groups, sizes, train_sizes, num_iters, warmup, threads, dets, scal
             futures[pool.submit(
                 _timed_config, measure_suite_config, config, sizes, train_sizes, num_iters,
                 warmup, threads, dets, scaling_dets if scaling else (),
-                scaling_sizes if scaling else (), cfg_options)] = i
+                scaling_sizes if scaling else (), cfg_options, batch4_sizes)] = i
             log(f'[suite] queued {group["name"]}: {config}')
         for future in as_completed(futures):
             i = futures[future]
@@ -572,6 +577,7 @@ def run_suite(groups, sizes, train_sizes, num_iters, warmup, threads, dets, scal
     import platform
     return dict(results=results, conv_peak_gflops=[peak_before, peak_after],
                 sizes=list(sizes), train_sizes=list(train_sizes), num_iters=num_iters,
+                batch4_sizes=list(sizes if batch4_sizes is None else batch4_sizes),
                 warmup=warmup, threads=threads, jobs=jobs, forced_detections=dets,
                 torch=torch.__version__, machine=dict(
                     processor=platform.processor() or platform.machine(),
@@ -623,12 +629,14 @@ def suite_markdown(suite):
             lines.append('| ' + ' | '.join([
                 result['group'], result['name'], ratio, _fmt(row['latency_ms'], '{:.0f}'),
                 _fmt(row['latency_p90_ms'], '{:.0f}'), _fmt(row['images_per_s_b1'], '{:.2f}'),
-                _fmt(row['images_per_s_b4'], '{:.2f}'), _fmt(row.get('train_step_ms'), '{:.0f}'),
+                _fmt(row.get('images_per_s_b4'), '{:.2f}'),
+                _fmt(row.get('train_step_ms'), '{:.0f}'),
                 _fmt(row['peak_rss_infer_mib'], '{:.0f}'),
                 _fmt(row.get('peak_rss_train_mib'), '{:.0f}'), _fmt(row['params_m'], '{:.1f}'),
                 _fmt(row['gflops'], '{:.1f}'), _fmt(row['gflops_per_s'], '{:.1f}'),
                 _fmt(100 * row['gflops_per_s'] / peak, '{:.0f}'),
-                _fmt(100 * row['conv_share'], '{:.0f}'), _fmt(100 * row['postproc_share'], '{:.1f}'),
+                _fmt(100 * row['conv_share'], '{:.0f}'),
+                _fmt(100 * row['postproc_share'], '{:.1f}'),
                 _fmt(100 * row['paste_share'], '{:.1f}'), _fmt(row['dets_per_img'], '{:.0f}')])
                 + ' |')
         lines.append('')
@@ -690,6 +698,7 @@ def _suite_main(args):
         scaling_dets = args.scaling_dets or [10, 100, 300]
         scaling_sizes = args.scaling_sizes or [256, 512, 800]
     train_sizes = args.train_sizes if args.train_sizes is not None else [min(sizes)]
+    batch4_sizes = args.batch4_sizes if args.batch4_sizes is not None else [min(sizes)]
     groups = SUITE
     if args.suite_spec:
         with open(args.suite_spec) as f:
@@ -702,7 +711,8 @@ def _suite_main(args):
             ap = {config_name(k): float(v) for k, v in json.load(f).items()}
     suite = run_suite(groups, sizes, train_sizes, num_iters, warmup, args.threads or 1,
                       args.force_detections or 100, scaling_dets, scaling_sizes,
-                      args.cfg_options and dict(args.cfg_options), jobs=args.jobs)
+                      args.cfg_options and dict(args.cfg_options), jobs=args.jobs,
+                      batch4_sizes=batch4_sizes)
     out = args.out or osp.join('work_dirs', 'benchmark', 'suite')
     os.makedirs(out, exist_ok=True)
     table = suite_markdown(suite)
@@ -746,6 +756,8 @@ def main(argv=None):
     suite.add_argument('--sizes', nargs='+', type=int, help='S x S inputs (default 512 800)')
     suite.add_argument('--train-sizes', nargs='*', type=int,
                        help='sizes with a training step (default: the smallest)')
+    suite.add_argument('--batch4-sizes', nargs='*', type=int,
+                       help='sizes with a batch-4 throughput (default: the smallest)')
     suite.add_argument('--scaling-dets', nargs='+', type=int)
     suite.add_argument('--scaling-sizes', nargs='+', type=int)
     suite.add_argument('--quick', action='store_true',
