@@ -8,14 +8,19 @@ random P2-P6 features of a 2-image batch padded to 96 x 96, and saves to
 ``tests/fixtures/official/solo/golden.pt`` per head: the official-layout state_dict
 (``bbox_head.*`` as in the released checkpoints), the training-mode outputs (float32), the
 targets (``solo_target_single``: category grids with 1-based labels, positive cells in the
-order of the mask targets, mask targets), the two losses and the inference (``get_seg``) of each image (scores, 0-based labels,
-bit-packed masks).
+order of the mask targets, mask targets), the two losses and the inference (``get_seg``) of
+each image (scores, 0-based labels, bit-packed masks).
+
+Also ``solov2_release_head_keys``: every key and shape of the released SOLOv2 R-50 heads
+(``SOLOv2Head`` + ``MaskFeatHead`` built at the size of configs/solov2/solov2_r50_fpn_8gpu_3x.py),
+for the converter test.
 
     python tools/official_parity/make_solo_golden.py --official-repo /path/to/SOLO
 
-Not run in CI. No official code is copied: the two head modules are imported from
+Not run in CI. No official code is copied: the head modules are imported from
 ``--official-repo``. Run-time stubs written here: the packages ``mmdet``, ``mmdet.models``,
-``mmdet.models.anchor_heads`` (registered without running their ``__init__``), ``mmdet.ops``
+``mmdet.models.anchor_heads``, ``mmdet.models.mask_heads`` (registered without running
+their ``__init__``), ``mmdet.ops``
 (unused DeformConv / roi_align), ``mmdet.core`` (``multi_apply``; ``matrix_nms`` loaded from the
 release's own file mmdet/core/post_processing/matrix_nms.py), ``..registry.HEADS``,
 ``..builder.build_loss`` (a pure-PyTorch sigmoid focal loss standing in for mmdet 1.x's CUDA op:
@@ -66,8 +71,8 @@ class FocalLoss(torch.nn.Module):
 def install_stubs(repo):
     import mmcv.cnn
     from mmcv.cnn import ConvModule
-    from mmengine.model import normal_init
-    mmcv.cnn.normal_init = normal_init
+    from mmengine.model import normal_init, xavier_init
+    mmcv.cnn.normal_init, mmcv.cnn.xavier_init = normal_init, xavier_init
 
     def module(name, path=None, **attrs):
         mod = types.ModuleType(name)
@@ -96,13 +101,34 @@ def install_stubs(repo):
     module('mmdet.core', multi_apply=multi_apply, bbox2roi=None, matrix_nms=nms.matrix_nms)
     module('mmdet.models', 'mmdet/models')
     module('mmdet.models.anchor_heads', 'mmdet/models/anchor_heads')
+    module('mmdet.models.mask_heads', 'mmdet/models/mask_heads')
     module('mmdet.models.registry', HEADS=Registry())
     module('mmdet.models.builder', build_loss=lambda cfg: FocalLoss(
         **{k: v for k, v in cfg.items() if k != 'type'}))
     module('mmdet.models.utils', ConvModule=ConvModule,
            bias_init_with_prob=lambda p: float(-math.log((1 - p) / p)))
-    from mmdet.models.anchor_heads import decoupled_solo_head, solo_head
-    return solo_head.SOLOHead, decoupled_solo_head.DecoupledSOLOHead
+    from mmdet.models.anchor_heads import decoupled_solo_head, solo_head, solov2_head
+    from mmdet.models.mask_heads import mask_feat_head
+    return (solo_head.SOLOHead, decoupled_solo_head.DecoupledSOLOHead, solov2_head.SOLOv2Head,
+            mask_feat_head.MaskFeatHead)
+
+
+def solov2_release_keys(solov2_cls, mask_feat_cls):
+    """Keys and shapes of the released SOLOv2 R-50 heads (configs/solov2/
+    solov2_r50_fpn_8gpu_3x.py: ``bbox_head`` SOLOv2Head, ``mask_feat_head`` MaskFeatHead)."""
+    loss = dict(type='FocalLoss', use_sigmoid=True, gamma=2.0, alpha=0.25, loss_weight=1.0)
+    gn = dict(type='GN', num_groups=32, requires_grad=True)
+    bbox_head = solov2_cls(num_classes=81, in_channels=256, stacked_convs=4,
+                           seg_feat_channels=512, strides=[8, 8, 16, 32, 32],
+                           scale_ranges=((1, 96), (48, 192), (96, 384), (192, 768), (384, 2048)),
+                           sigma=0.2, num_grids=[40, 36, 24, 16, 12], ins_out_channels=256,
+                           loss_ins=dict(type='DiceLoss', use_sigmoid=True, loss_weight=3.0),
+                           loss_cate=loss)
+    mask_feat_head = mask_feat_cls(in_channels=256, out_channels=128, start_level=0,
+                                   end_level=3, num_classes=256, norm_cfg=gn)
+    return ([[f'bbox_head.{k}', list(v.shape)] for k, v in bbox_head.state_dict().items()]
+            + [[f'mask_feat_head.{k}', list(v.shape)]
+               for k, v in mask_feat_head.state_dict().items()])
 
 
 def pack_bits(masks):
@@ -187,7 +213,7 @@ def main():
     ap.add_argument('--official-repo', required=True)
     ap.add_argument('--out', default=OUT)
     args = ap.parse_args()
-    solo_cls, decoupled_cls = install_stubs(args.official_repo)
+    solo_cls, decoupled_cls, solov2_cls, mask_feat_cls = install_stubs(args.official_repo)
     gen = torch.Generator().manual_seed(0)
     h, w = PAD
     shapes = [(h // 4, w // 4), (h // 8, w // 8), (h // 16, w // 16), (h // 32, w // 32)]
@@ -204,6 +230,7 @@ def main():
         gt_masks=[torch.from_numpy(g[2]) for g in gts],
         vanilla=run(solo_cls, gen, feats, gts),
         decoupled=run(decoupled_cls, gen, feats, gts),
+        solov2_release_head_keys=solov2_release_keys(solov2_cls, mask_feat_cls),
     )
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     torch.save(out, args.out)
