@@ -1,16 +1,19 @@
-"""SOLOv2 through detectron2: ``InsplugSOLOv2`` against mmdet 3's ``SOLOV2Head``.
+"""SOLO and SOLOv2 through detectron2: ``InsplugSOLOv2`` against mmdet 3's ``SOLOV2Head``,
+``InsplugSOLO`` against mmdet 3's ``SOLOHead`` / ``DecoupledSOLOHead``.
 
-The model is built from ``configs/detectron2/solov2_r18_shapes.yaml`` (float64, weights redrawn
-so that scores pass the thresholds). mmdet's ``SOLOV2Head`` gets the same head weights (key
-conversion below: ``ins_head.*`` -> ``*``, ``mask_head.*`` -> ``mask_feature_head.*``) and the
-same P2-P6 features. Compared: the raw outputs (category logits, kernels, mask features,
-1e-5 absolute), the two losses (1e-5 relative) on gt masks at the padded size (mmdet pads the
-masks, AdelaiDet and insplug's detectron2 adapter do not; same targets when they coincide),
-with both dice normalisers (the releases' mean over the mask targets, insplug's default; mmdet
-3's sum over the distinct positive cells, ``dice_normalizer='cells'``), and the final scores (1e-5), labels and masks (0 differing pixels) of a batch of two images of
-different input sizes and output sizes. Also: a training step through ``forward`` (finite
-losses, gradients in both branches) and inference through ``forward`` (``Instances`` with tight
-boxes), and the converter's detectron2 layout loading strictly.
+The models are built from ``configs/detectron2/solov2_r18_shapes.yaml`` /
+``solo_r18_shapes.yaml`` (float64, head weights redrawn so that scores pass the thresholds).
+mmdet's heads get the same head weights (key conversion below: ``ins_head.*`` -> ``*``,
+``mask_head.*`` -> ``mask_feature_head.*``) and the same P2-P6 features. Compared: the raw
+outputs (1e-5 absolute), the two losses (1e-5 relative) on gt masks at the padded size (mmdet
+pads the masks, AdelaiDet and insplug's SOLOv2 adapter do not; same targets when they
+coincide), for SOLOv2 with both dice normalisers (the releases' mean over the mask targets,
+insplug's default; mmdet 3's sum over the distinct positive cells,
+``dice_normalizer='cells'``), and the final scores (1e-5), labels and masks (0 differing
+pixels) of a batch of two images of different input and output sizes. Also: a training step
+through ``forward`` (finite losses, gradients), inference through ``forward`` (``Instances``
+with tight boxes), the converted release layout loading strictly, and the LazyConfigs building
+the models of their yaml twins.
 """
 import os.path as osp
 

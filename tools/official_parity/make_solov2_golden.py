@@ -3,8 +3,9 @@
 Runs on CPU, in float64 (the targets are float32 as in the release), the official ``SOLOv2``
 meta-architecture with a small head (FPN width 16, instance tower 32, mask tower 32, 32 mask
 channels / kernel length, 3 classes; the official grids, strides, scale ranges, sigma, loss and
-test settings but at most 20 detections) and a stand-in backbone that returns fixed random P2-P6 features (so the
-fixture holds no trunk weights), and saves to ``tests/fixtures/official/solov2/golden.pt``:
+test settings but at most 20 detections) and a stand-in backbone that returns fixed random
+P2-P6 features (so the fixture holds no trunk weights), and saves to
+``tests/fixtures/official/solov2/golden.pt``:
 
 * inputs: the features, images' sizes, the gt boxes / classes / bitmasks of two images
   (un-padded, as AdelaiDet's loader gives them);
@@ -68,7 +69,7 @@ class FixedFeatures(nn.Module):
 
 def make_masks(gen):
     """Gt instances of two images (boxes of the masks, classes) covering levels 0-2."""
-    from detectron2.structures import BitMasks, Boxes, Instances
+    from detectron2.structures import BitMasks, Instances
     out = []
     specs = [
         [(10, 20, 60, 90, 0), (40, 30, 120, 150, 1), (70, 5, 100, 40, 2), (0, 100, 127, 159, 1),
@@ -190,7 +191,8 @@ def main():
 
     out = dict(
         config=dict(num_classes=NUM_CLASSES, fpn_channels=FPN_CH, instance_channels=INS_CH,
-                    mask_channels=MASK_CH, num_masks=NUM_MASKS, max_per_img=MAX_PER_IMG, num_grids=list(s.NUM_GRIDS),
+                    mask_channels=MASK_CH, num_masks=NUM_MASKS, max_per_img=MAX_PER_IMG,
+                    num_grids=list(s.NUM_GRIDS),
                     strides=list(s.FPN_INSTANCE_STRIDES),
                     scale_ranges=[list(r) for r in s.FPN_SCALE_RANGES], sigma=s.SIGMA),
         features=[feats[f'p{i}'] for i in range(2, 7)],
@@ -199,7 +201,8 @@ def main():
         gt_classes=[b['instances'].gt_classes for b in batched],
         gt_masks=[b['instances'].gt_masks.tensor for b in batched],
         state_dict=state_dict,
-        cate_pred=[c.detach() for c in cate_pred], kernel_pred=[k.detach().float() for k in kernel_pred],
+        cate_pred=[c.detach() for c in cate_pred],
+        kernel_pred=[k.detach().float() for k in kernel_pred],
         mask_pred=mask_pred.detach(),
         targets=[[dict(labels=cate_label_list[i][lvl],
                        pos_index=torch.tensor(grid_order_list[i][lvl], dtype=torch.int64),

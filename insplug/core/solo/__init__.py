@@ -11,7 +11,8 @@ from .targets import (SOLOV2_NUM_GRIDS, SOLOV2_SCALE_RANGES, SOLOV2_STRIDES, cen
 
 __all__ = [
     'ConvNormAct', 'MaskFeatBranch', 'SOLOInstanceBranch', 'SOLOv2InstanceBranch',
-    'coordinate_features', 'resize_levels', 'DEFAULT_TEST', 'flatten_levels', 'point_nms', 'postprocess_candidates',
+    'coordinate_features', 'resize_levels', 'DEFAULT_TEST', 'flatten_levels', 'point_nms',
+    'postprocess_candidates',
     'solo_inference_single', 'solo_mask_probs', 'solov2_inference_single',
     'DEFAULT_LOSS', 'dynamic_masks', 'positive_mask_logits', 'solo_losses', 'solov2_losses',
     'SOLOV2_NUM_GRIDS', 'SOLOV2_SCALE_RANGES', 'SOLOV2_STRIDES', 'center_of_mass',

@@ -63,7 +63,8 @@ def positive_mask_logits(kernel_preds: Sequence[Tensor], mask_feats: Tensor,
             index = img_targets[lvl]['pos_index']
             k = kernels[img].flatten(1)[:, index].t()  # (P_l_img, E*k*k)
             preds.append(dynamic_masks(mask_feats[img], k, kernel_size))
-        out.append(torch.cat(preds) if preds else mask_feats.new_zeros((0,) + mask_feats.shape[-2:]))
+        out.append(torch.cat(preds) if preds
+                   else mask_feats.new_zeros((0,) + tuple(mask_feats.shape[-2:])))
     return out
 
 
