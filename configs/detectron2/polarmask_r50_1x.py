@@ -4,8 +4,7 @@
 # The official recipe (xieenze/PolarMask configs/polarmask/4gpu/polar_768_1x_r50.py, mmdet 1.0),
 # the same values as configs/polarmask/polarmask_r50_1x.py (mmdet) and polarmask_r50_1x.yaml;
 # unlike the yaml, images are stretched to 1280 x 768 as in the release. The release clips the
-# global gradient norm at 35; insplug.detectron2.solver.clipped_optimizer uses detectron2's
-# per-parameter norm clipping (see docs/deviations/polarmask.md).
+# global gradient norm at 35, as insplug.detectron2.solver.clipped_optimizer does.
 import detectron2.data.transforms as T
 from detectron2.config import LazyCall as L
 from detectron2.model_zoo import get_config

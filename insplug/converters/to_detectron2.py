@@ -1,4 +1,4 @@
-"""Converted checkpoints for insplug's detectron2 adapters (RefineMask, SparseInst).
+"""Converted checkpoints for insplug's detectron2 adapters (every method that has one).
 
 Each method with a detectron2 adapter has a ``to_detectron2(state_dict)`` in its converter
 module, mapping insplug's mmdet layout to the adapter's. Here:
@@ -45,28 +45,46 @@ def save_detectron2_checkpoint(state_dict, dst):
     torch.save({'model': dict(state_dict), '__author__': 'insplug'}, dst)
 
 
-DETECTRON2_METHODS = ('refinemask', 'sparseinst')
+def detectron2_mapping(method):
+    """The ``to_detectron2`` of ``insplug.converters.<method>``, or None where the method has no
+    detectron2 layout."""
+    if not isinstance(method, str) or not method.isidentifier():
+        return None
+    try:
+        module = importlib.import_module(f'insplug.converters.{method}')
+    except ImportError:
+        return None
+    return getattr(module, 'to_detectron2', None)
+
+
+def detectron2_methods():
+    """Names of the converters that also map to a detectron2 adapter's layout (sorted)."""
+    import pkgutil
+
+    import insplug.converters as package
+    return sorted(info.name for info in pkgutil.iter_modules(package.__path__)
+                  if detectron2_mapping(info.name) is not None)
 
 
 def detectron2_state_of(checkpoint):
     """The detectron2-layout state_dict of a file written by ``tools/convert_checkpoint.py
-    refinemask|sparseinst`` (mmengine ``{'state_dict', 'meta': {'converted_from': METHOD}}``), or
-    None for any other checkpoint (so a detectron2 checkpointer reads the converted file as it
+    METHOD`` (mmengine ``{'state_dict', 'meta': {'converted_from': METHOD}}``, METHOD one of
+    :func:`detectron2_methods`), or None for any other checkpoint (so a detectron2 checkpointer reads the converted file as it
     is)."""
     if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get('state_dict'), dict):
         return None
     meta = checkpoint.get('meta')
     method = meta.get('converted_from') if isinstance(meta, dict) else None
-    if method not in DETECTRON2_METHODS:
+    mapping = detectron2_mapping(method)
+    if mapping is None:
         return None
-    module = importlib.import_module(f'insplug.converters.{method}')
-    return module.to_detectron2(checkpoint['state_dict'])
+    return mapping(checkpoint['state_dict'])
 
 
 def convert_checkpoint_to_detectron2(method, src, dst, config=None, trust=None):
     """An official checkpoint -> a detectron2 checkpoint for insplug's detectron2 adapter.
 
-    ``method`` is 'refinemask' or 'sparseinst' (the methods with a detectron2 adapter). The
+    ``method`` is one of :func:`detectron2_methods` (the methods with a detectron2 adapter). The
     official file is converted (and, with ``config``, checked strictly) as by
     :func:`insplug.converters.convert_checkpoint`, mapped by the method's ``to_detectron2`` and
     written by :func:`save_detectron2_checkpoint`::
@@ -79,12 +97,10 @@ def convert_checkpoint_to_detectron2(method, src, dst, config=None, trust=None):
         the detectron2-layout ``{key: Tensor}``.
     """
     from insplug.converters import convert_checkpoint
-    try:
-        module = importlib.import_module(f'insplug.converters.{method}')
-        mapping = module.to_detectron2
-    except (ImportError, AttributeError):
-        raise ConversionError(f'{method}: no detectron2 layout; insplug has detectron2 adapters '
-                              'for refinemask and sparseinst') from None
+    mapping = detectron2_mapping(method)
+    if mapping is None:
+        raise ConversionError(f'{method}: no detectron2 layout; the methods with one are: '
+                              + ', '.join(detectron2_methods()))
     state = mapping(convert_checkpoint(method, src, config=config, trust=trust))
     save_detectron2_checkpoint(state, dst)
     return state

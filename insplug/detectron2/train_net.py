@@ -31,12 +31,28 @@ from .datasets import check_num_classes, register_coco_instances, register_shape
 from .solver import build_optimizer
 
 
+# where each of insplug's meta-architectures reads its class count (the others, e.g. a
+# GeneralizedRCNN with RefineMask's or CenterMask's ROI heads, read MODEL.ROI_HEADS.NUM_CLASSES)
+NUM_CLASSES_KEYS = {
+    'InsplugSparseInst': 'MODEL.INSPLUG.SPARSEINST.DECODER.NUM_CLASSES',
+    'InsplugBlendMask': 'MODEL.INSPLUG.FCOS.NUM_CLASSES',
+    'InsplugEmbedMask': 'MODEL.INSPLUG.FCOS.NUM_CLASSES',
+    'InsplugPolarMask': 'MODEL.INSPLUG.POLARMASK.NUM_CLASSES',
+    'InsplugYOLACT': 'MODEL.INSPLUG.YOLACT.NUM_CLASSES',
+    'InsplugSOLO': 'MODEL.INSPLUG.SOLO.NUM_CLASSES',
+    'InsplugSOLOv2': 'MODEL.INSPLUG.SOLOV2.NUM_CLASSES',
+    'InsplugSpatialEmbeddings': 'MODEL.INSPLUG.SPATIALEMBEDDINGS.NUM_CLASSES',
+    'InsplugDiscriminative': 'MODEL.INSPLUG.DISCRIMINATIVE.NUM_CLASSES',
+}
+
+
 def num_classes_field(cfg):
     """(config key, value) of the model's class count."""
-    if cfg.MODEL.META_ARCHITECTURE == 'InsplugSparseInst':
-        return ('MODEL.INSPLUG.SPARSEINST.DECODER.NUM_CLASSES',
-                cfg.MODEL.INSPLUG.SPARSEINST.DECODER.NUM_CLASSES)
-    return 'MODEL.ROI_HEADS.NUM_CLASSES', cfg.MODEL.ROI_HEADS.NUM_CLASSES
+    key = NUM_CLASSES_KEYS.get(cfg.MODEL.META_ARCHITECTURE, 'MODEL.ROI_HEADS.NUM_CLASSES')
+    value = cfg
+    for part in key.split('.'):
+        value = value[part]
+    return key, value
 
 
 @contextlib.contextmanager

@@ -197,7 +197,8 @@ def test_sparseinst_configs_match_mmdet():
 
 
 def test_registered_in_detectron2_registries_without_new_registries():
-    from detectron2.modeling import (BACKBONE_REGISTRY, META_ARCH_REGISTRY, ROI_HEADS_REGISTRY,
+    from detectron2.modeling import (BACKBONE_REGISTRY, META_ARCH_REGISTRY,
+                                     PROPOSAL_GENERATOR_REGISTRY, ROI_HEADS_REGISTRY,
                                      ROI_MASK_HEAD_REGISTRY)
     from fvcore.common.registry import Registry
     assert ROI_MASK_HEAD_REGISTRY.get('RefineMaskHead') is d2ad.RefineMaskHead
@@ -213,8 +214,8 @@ def test_registered_in_detectron2_registries_without_new_registries():
     own = [getattr(mod, name) for key, mod in list(sys.modules.items())
            if key.startswith('insplug.detectron2') and mod is not None for name in dir(mod)]
     registries = [obj for obj in own if isinstance(obj, Registry)]
-    assert all(obj in (BACKBONE_REGISTRY, META_ARCH_REGISTRY, ROI_HEADS_REGISTRY,
-                       ROI_MASK_HEAD_REGISTRY) for obj in registries)
+    assert all(obj in (BACKBONE_REGISTRY, META_ARCH_REGISTRY, PROPOSAL_GENERATOR_REGISTRY,
+                       ROI_HEADS_REGISTRY, ROI_MASK_HEAD_REGISTRY) for obj in registries)
 
 
 def test_bad_values_name_the_key():

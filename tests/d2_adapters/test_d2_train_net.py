@@ -82,3 +82,26 @@ def test_two_cpu_processes_train_with_gloo(demo_data, tmp_path):
     assert result.returncode == 0, log[-3000:]
     assert 'World size: 2' in log  # rank 1 logs nothing; a DDP failure would exit non-zero
     assert osp.isfile(tmp_path / 'model_final.pth')
+
+
+def test_every_insplug_meta_arch_names_its_class_count_key():
+    """tools/d2_train_net.py checks the data set's class count against the key the model reads;
+    each insplug meta-architecture has its key, and each yaml's key exists with a positive
+    count."""
+    import glob
+
+    from detectron2.modeling import META_ARCH_REGISTRY
+
+    from insplug.detectron2.train_net import NUM_CLASSES_KEYS, num_classes_field, setup_cfg
+    ours = {name for name, obj in META_ARCH_REGISTRY._obj_map.items()
+            if obj.__module__.startswith('insplug.')}
+    assert ours and ours <= set(NUM_CLASSES_KEYS), ours - set(NUM_CLASSES_KEYS)
+    yamls = sorted(glob.glob(osp.join(REPO, 'configs', 'detectron2', '*.yaml')))
+    assert len(yamls) >= 10
+    for path in yamls:
+        cfg = setup_cfg(path, [])
+        key, value = num_classes_field(cfg)
+        assert isinstance(value, int) and value > 0, (path, key, value)
+        expected = NUM_CLASSES_KEYS.get(cfg.MODEL.META_ARCHITECTURE,
+                                        'MODEL.ROI_HEADS.NUM_CLASSES')
+        assert key == expected, path
