@@ -354,6 +354,9 @@ class InsplugDiscriminative(_BottomUpBase):
         clusterer: a core clusterer (default mean-shift, bandwidth and radius ``delta_d``).
         min_pixels: smaller clusters are dropped.
         pixel_mean, pixel_std, max_per_img: as above.
+        semantic_loss_fn: optional replacement of the semantic cross entropy
+            (``semantic_loss_fn`` of :func:`discriminative_head_losses`, e.g. a Lovasz-softmax
+            module in a LazyConfig); ``semantic_weight`` still applies.
     """
 
     @configurable
@@ -363,7 +366,7 @@ class InsplugDiscriminative(_BottomUpBase):
                  semantic_weight: float = 1.0,
                  semantic_class_weight: Optional[Sequence[float]] = None,
                  count_weight: float = 0.1, clusterer=None, min_pixels: int = 1,
-                 max_per_img: int = 100):
+                 max_per_img: int = 100, semantic_loss_fn=None):
         loss_cfg = dict(loss_cfg or {})
         delta_d = loss_cfg.get('delta_d', signature_defaults(discriminative_loss)['delta_d'])
         if clusterer is None:
@@ -388,6 +391,7 @@ class InsplugDiscriminative(_BottomUpBase):
                                       else list(semantic_class_weight))
         self.count_weight = count_weight
         self.min_pixels = min_pixels
+        self.semantic_loss_fn = semantic_loss_fn
 
     @classmethod
     def from_config(cls, cfg):
@@ -407,7 +411,7 @@ class InsplugDiscriminative(_BottomUpBase):
         emb, sem, density = outputs
         return discriminative_head_losses(emb, sem, density, masks, labels, img, self.loss_cfg,
                                           self.semantic_weight, self.semantic_class_weight,
-                                          self.count_weight)
+                                          self.count_weight, self.semantic_loss_fn)
 
     def infer_one(self, outputs, index):
         emb, sem, density = outputs

@@ -446,3 +446,25 @@ def test_official_checkpoint_file_to_detectron2(d2_shapes, tmp_path):
         b = torch.cat(model.forward_outputs(golden['images'].float()), 1)
     assert torch.equal(a, b)
     assert (a.double() - golden['output'].double()).abs().max() <= 1e-4  # float32 run
+
+
+def test_discriminative_semantic_loss_replacement(d2_shapes):
+    """``semantic_loss_fn`` (e.g. a Lovasz-softmax module) replaces the cross entropy; it gets
+    the (B, K + 1, H, W) logits and the (B, H, W) class map (0 background, k + 1 class k)."""
+    cfg = d2_cfg(MODELS['discriminative'][0], d2_shapes)
+    model = build_model(cfg).train()
+    batch = shapes_batch(cfg, True, 2)
+    seen = {}
+
+    def fn(logits, targets):
+        seen['shapes'] = (tuple(logits.shape), tuple(targets.shape))
+        seen['classes'] = sorted(targets.unique().tolist())
+        return logits.sum() * 0 + 7.0
+
+    model.semantic_loss_fn = fn
+    losses = model(batch)
+    assert float(losses['loss_semantic']) == 7.0 * cfg.MODEL.INSPLUG.DISCRIMINATIVE.SEMANTIC_WEIGHT
+    h, w = seen['shapes'][0][-2:]
+    assert seen['shapes'] == ((2, 6, h, w), (2, h, w))
+    gt = sorted({int(c) + 1 for x in batch for c in x['instances'].gt_classes})
+    assert seen['classes'] == [0] + gt
