@@ -39,8 +39,7 @@ RULES = [
 
 @register_converter(
     'solo',
-    signature=[r'^bbox_head\.(ins_convs|ins_convs_x|kernel_convs)\.0\.conv\.weight$',
-               r'^bbox_head\.d?solo_cate\.weight$'],
+    signature=[r'^bbox_head\.cate_convs\.0\.conv\.weight$'],
     source='WXinlong/SOLO (mmdet 1.x) SOLO / Decoupled SOLO / SOLOv2 .pth')
 def convert_solo(state_dict):
     """Official WXinlong/SOLO ``{key: Tensor}`` -> mmdet 3 ``SOLO`` / ``SOLOv2`` layout."""
