@@ -12,7 +12,7 @@ from detectron2.solver import WarmupParamScheduler
 from insplug.core.postprocess.clustering import MeanShiftClustering
 from insplug.detectron2.bottomup import InsplugDiscriminative
 
-from .spatialembeddings_erfnet_cityscapes import dataloader, model, optimizer, train
+from .spatialembeddings_erfnet_cityscapes import dataloader, model, optimizer, train  # noqa: F401
 
 model._target_ = InsplugDiscriminative
 for key in ('n_sigma', 'sigma_init', 'spacing', 'to_center', 'foreground_weight',

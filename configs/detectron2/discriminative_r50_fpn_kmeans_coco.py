@@ -8,7 +8,8 @@ from detectron2.config import LazyCall as L
 from insplug.core.postprocess.clustering import KMeansClustering
 from insplug.detectron2.bottomup import InsplugDiscriminative
 
-from .spatialembeddings_r50_fpn_coco import dataloader, lr_multiplier, model, optimizer, train
+from .spatialembeddings_r50_fpn_coco import (  # noqa: F401
+    dataloader, lr_multiplier, model, optimizer, train)
 
 model._target_ = InsplugDiscriminative
 for key in ('n_sigma', 'sigma_init', 'spacing', 'to_center', 'foreground_weight',

@@ -1,6 +1,7 @@
 # SpatialEmbeddings, the official release's setting (davyneven/SpatialEmbeddings, cars), as a
 # detectron2 LazyConfig for detectron2's stock tools/lazyconfig_train_net.py:
-#   python tools/lazyconfig_train_net.py --config-file configs/detectron2/spatialembeddings_erfnet_cityscapes.py
+#   python tools/lazyconfig_train_net.py \
+#       --config-file configs/detectron2/spatialembeddings_erfnet_cityscapes.py
 # The same values as configs/spatialembeddings/spatialembeddings_erfnet_cityscapes.py (mmdet) and
 # spatialembeddings_erfnet_cityscapes.yaml (see there, and docs/deviations/spatialembeddings.md,
 # for the loader's differences from the release). Register a car-only COCO-format set as

@@ -8,7 +8,8 @@ from detectron2.config import LazyCall as L
 from insplug.core.prototypes.mask_rescoring import FastMaskIoUNet
 from insplug.detectron2.yolact import make_resnet_stages
 
-from .yolact_r50_coco import dataloader, lr_multiplier, model, num_classes, optimizer, train
+from .yolact_r50_coco import (  # noqa: F401
+    dataloader, lr_multiplier, model, num_classes, optimizer, train)
 
 model.backbone.stages = L(make_resnet_stages)(
     depth=50, stride_in_1x1=False, norm='BN', deform_on_per_stage=[False, True, True, True],

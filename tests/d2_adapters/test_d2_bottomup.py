@@ -21,7 +21,7 @@ import os.path as osp
 import numpy as np
 import pytest
 
-from d2_utils import D2_CONFIGS, INSTALL_HINT, REPO, d2_cfg, first_batch  # no detectron2 import
+from d2_utils import D2_CONFIGS, INSTALL_HINT, REPO, d2_cfg  # imports no detectron2
 
 pytest.importorskip('detectron2', reason=INSTALL_HINT)
 
@@ -315,7 +315,8 @@ def _get(cfg, dotted):
 
 
 PAIRS = [
-    ('spatialembeddings_erfnet_cityscapes.yaml', 'spatialembeddings/spatialembeddings_erfnet_cityscapes.py'),
+    ('spatialembeddings_erfnet_cityscapes.yaml',
+     'spatialembeddings/spatialembeddings_erfnet_cityscapes.py'),
     ('discriminative_erfnet_cityscapes.yaml', 'discriminative/discriminative_erfnet_cityscapes.py'),
     ('spatialembeddings_r50_fpn_coco.yaml', 'spatialembeddings/spatialembeddings_r50_fpn_coco.py'),
     ('discriminative_r50_fpn_kmeans_coco.yaml',
@@ -360,7 +361,8 @@ def test_lazyconfig_equals_mmdet_config(lazy, mm_path):
     cfg = LazyConfig.load(osp.join(D2_CONFIGS, lazy))
     model = instantiate(cfg.model)
     # the yaml twin is checked key by key against mmdet; the LazyConfig's model must equal it
-    yaml_cfg = setup_cfg(osp.join(D2_CONFIGS, lazy.replace('.py', '.yaml')), ['MODEL.DEVICE', 'cpu'])
+    yaml_cfg = setup_cfg(osp.join(D2_CONFIGS, lazy.replace('.py', '.yaml')),
+                         ['MODEL.DEVICE', 'cpu'])
     ref = build_model(yaml_cfg)
     assert type(model) is type(ref)
     assert {k: v.shape for k, v in model.state_dict().items()} == \
@@ -463,7 +465,8 @@ def test_discriminative_semantic_loss_replacement(d2_shapes):
 
     model.semantic_loss_fn = fn
     losses = model(batch)
-    assert float(losses['loss_semantic']) == 7.0 * cfg.MODEL.INSPLUG.DISCRIMINATIVE.SEMANTIC_WEIGHT
+    weight = cfg.MODEL.INSPLUG.DISCRIMINATIVE.SEMANTIC_WEIGHT
+    assert float(losses['loss_semantic']) == 7.0 * weight
     h, w = seen['shapes'][0][-2:]
     assert seen['shapes'] == ((2, 6, h, w), (2, h, w))
     gt = sorted({int(c) + 1 for x in batch for c in x['instances'].gt_classes})

@@ -2,10 +2,10 @@
 
 ``configs/detectron2/spatialembeddings_erfnet_shapes.yaml`` built by ``build_model``, trained
 from scratch with the optimizer and scheduler ``tools/d2_train_net.py`` builds from that yaml
-(AdamW lr 2e-3, 50-iteration warm-up, cosine over the yaml's 2000 iterations) for 100 iterations on the first 4 training
-images at 128 px without flips, batch 4, 100 iterations, then evaluated with detectron2's
-``COCOEvaluator`` on those same images (a fitting check of the whole detectron2 pipeline:
-mapper, loss, clustering, ``Instances``, COCO json), as the mmdet e2e test
+(AdamW lr 2e-3, 50-iteration warm-up, cosine over the yaml's 2000 iterations) for 100
+iterations on the first 4 training images at 128 px without flips, batch 4, then evaluated with
+detectron2's ``COCOEvaluator`` on those same images (a fitting check of the whole detectron2
+pipeline: mapper, loss, clustering, ``Instances``, COCO json), as the mmdet e2e test
 (tests/e2e/test_spatialembeddings_e2e.py) does for the mmdet twin. Checks:
 
 * the total loss falls below 0.4 of its start (measured 2.924 -> 0.790 with seed 0,

@@ -233,7 +233,7 @@ def test_official_golden_in_detectron2(name, monkeypatch):
     model.load_state_dict(state, strict=True)
     model.double().train()
     img = g['inputs']['img'].double()
-    n, k = cfg['img'], cfg['num_fg']
+    n = cfg['img']
     out = model.forward_outputs(img)
     t, diffs = g['train'], {}
     diffs['proto'] = _close(out['protos'].permute(0, 2, 3, 1), t['proto'])
