@@ -21,7 +21,7 @@ from insplug.converters import register_converter
 from insplug.converters.common import rename_keys
 
 
-@register_converter('drn', signature=[r'^layer[5-8]\.\d+\.'],
+@register_converter('drn', signature=[r'^layer5\.\d+\.', r'^layer8\.\d+\.'],
                     source='fyu/drn ImageNet .pth (drn_c_*/drn_d_*)')
 def convert_drn(state_dict):
     return rename_keys(state_dict, [(r'^fc\.', None),
