@@ -1,6 +1,9 @@
 # Decoupled SOLO-Light, R-50-FPN, 3x, COCO: mmdet 3's decoupled-solo-light_r50_fpn_3x_coco.py
 # at WXinlong/SOLO's decoupled_solo_light_r50_fpn_8gpu_3x.py settings (released
 # DECOUPLED_SOLO_LIGHT_R50_3x.pth, 33.0 mask AP), plus the release's clipping at norm 35.
+# Converted release (WXinlong/SOLO .pth; same key names as the decoupled head):
+#   tools/convert_checkpoint.py solo IN OUT \
+#       --config configs/solo/decoupled_solo_light_r50_fpn_3x_coco.py
 _base_ = 'mmdet::solo/decoupled-solo-light_r50_fpn_3x_coco.py'
 
 # insplug runtime (configs/_base_/default_runtime.py cannot be a second base: mmdet's config

@@ -1,6 +1,8 @@
 # Decoupled SOLO, R-50-FPN, 1x, COCO: mmdet 3's DecoupledSOLOHead at WXinlong/SOLO's
 # decoupled_solo_r50_fpn_8gpu_1x.py settings (released DECOUPLED_SOLO_R50_1x.pth, 33.9 mask
 # AP on val2017): the release's schedule and clipping as in solo_r50_fpn_1x_coco.py.
+# Converted release (WXinlong/SOLO .pth):
+#   tools/convert_checkpoint.py solo IN OUT --config configs/solo/decoupled_solo_r50_fpn_1x_coco.py
 _base_ = 'mmdet::solo/decoupled-solo_r50_fpn_1x_coco.py'
 
 # insplug runtime (configs/_base_/default_runtime.py cannot be a second base: mmdet's config

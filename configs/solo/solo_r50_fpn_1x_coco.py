@@ -4,8 +4,9 @@
 # stacked convs of 256, dice 3.0, focal, Matrix NMS test) equal the release; the schedule
 # differs, so it is set here as released: 500-iteration linear warm-up from 1/3 (mmdet: 0.001),
 # lr x0.1 after epochs 9 and 11 (mmdet: 8 and 11), gradient clipping at norm 35 (mmdet: none).
-# Known difference kept from mmdet 3 (docs/deviations/solov2.md): the dice loss is summed over
-# the mask targets and divided by the distinct positive cells (the release: mean over targets).
+# Heads, targets, losses and inference equal the release (tests/parity/test_solo_parity.py).
+# Converted release (WXinlong/SOLO .pth):
+#   tools/convert_checkpoint.py solo IN OUT --config configs/solo/solo_r50_fpn_1x_coco.py
 _base_ = 'mmdet::solo/solo_r50_fpn_1x_coco.py'
 
 # insplug runtime (configs/_base_/default_runtime.py cannot be a second base: mmdet's config

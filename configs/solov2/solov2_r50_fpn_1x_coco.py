@@ -7,6 +7,8 @@
 # Difference kept from mmdet 3 (docs/deviations/solov2.md): its dice loss divides by the
 # distinct positive cells (the releases: mean over targets; insplug's detectron2 adapter and
 # core default follow the releases).
+# Converted release (WXinlong/SOLO .pth):
+#   tools/convert_checkpoint.py solo IN OUT --config configs/solov2/solov2_r50_fpn_1x_coco.py
 _base_ = 'mmdet::solov2/solov2_r50_fpn_1x_coco.py'
 
 # insplug runtime (configs/_base_/default_runtime.py cannot be a second base: mmdet's config

@@ -1,6 +1,8 @@
 # SOLOv2, R-50-FPN, 3x multi-scale (shorter side 640-800), COCO: mmdet 3's
 # solov2_r50_fpn_ms-3x_coco.py at WXinlong/SOLO's solov2_r50_fpn_8gpu_3x.py settings
-# (SOLOv2_R50_3x.pth, 38.8 mask AP on val2017, SOLO README): warm-up from 0.01 (mmdet: 1/3).
+# (SOLOv2_R50_3x.pth, 37.5 mask AP on minival = val2017, SOLO README): warm-up from 0.01
+# (mmdet: 1/3). Converted release: tools/convert_checkpoint.py solo SOLOv2_R50_3x.pth OUT
+#   --config configs/solov2/solov2_r50_fpn_3x_coco.py
 _base_ = 'mmdet::solov2/solov2_r50_fpn_ms-3x_coco.py'
 
 # insplug runtime (configs/_base_/default_runtime.py cannot be a second base: mmdet's config
