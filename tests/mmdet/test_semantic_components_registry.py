@@ -76,3 +76,54 @@ def test_lovasz_softmax_loss_wraps_the_core_function():
                              loss_weight=2.0))
     expected = 2.0 * lovasz_softmax(torch.softmax(logits, 1), labels, 'all', ignore=255)
     assert torch.equal(loss(logits, labels), expected)
+
+
+def test_sparseinst_encoder_context_replaces_the_pyramid_pooling():
+    enc = MODELS.build(dict(type='InstanceContextEncoder', in_channels=[4, 8, 16], out_channels=8,
+                            context=dict(type='ASPP', in_channels=8, channels=8,
+                                         dilations=(1, 2, 3)))).eval()
+    assert isinstance(enc.ppm, ASPP)
+    assert enc(feats()).shape == (2, 8, 17, 18)
+    default = MODELS.build(dict(type='InstanceContextEncoder', in_channels=[4, 8, 16],
+                                out_channels=8))
+    assert type(default.ppm).__name__ == 'PyramidPooling'
+
+
+def test_refinemask_semantic_branch_reads_all_levels():
+    from insplug.core.layers.upernet import UPerNetSemanticBranch
+    head = MODELS.build(dict(type='RefineMaskHead', num_classes=2, conv_in_channels_instance=8,
+                             conv_out_channels_instance=64, conv_in_channels_semantic=8,
+                             conv_out_channels_semantic=8, num_convs_semantic=1,
+                             semantic_branch=dict(type='UPerNetSemanticBranch',
+                                                  in_channels=[8, 8, 8], channels=8,
+                                                  ppm_channels=4)))
+    assert isinstance(head.semantic, UPerNetSemanticBranch) and head.semantic_multi_level
+    levels = tuple(torch.randn(1, 8, s, s) for s in (16, 8, 4))
+    features, logits = head.forward_semantic(levels)
+    assert features.shape == (1, 8, 16, 16) and logits.shape == (1, 16, 16)
+    plain = MODELS.build(dict(type='RefineMaskHead', num_classes=2))
+    assert not plain.semantic_multi_level
+
+
+def test_discriminative_semantic_loss_fn_gets_the_semantic_targets():
+    from insplug.core.bottomup.discriminative import discriminative_head_losses
+    gen = torch.Generator().manual_seed(2)
+    emb = torch.randn(2, 4, 6, 7, generator=gen)
+    sem = torch.randn(2, 3, 6, 7, generator=gen)
+    masks = torch.zeros(3, 6, 7, dtype=torch.bool)
+    masks[0, :3, :3] = masks[1, 3:, 4:] = masks[2, 1:4, 2:6] = True
+    labels, img = torch.tensor([0, 1, 1]), torch.tensor([0, 0, 1])
+    seen = {}
+
+    def fn(logits, targets):
+        seen['targets'] = targets
+        return logits.sum() * 0 + 1.5
+
+    losses = discriminative_head_losses(emb, sem, None, masks, labels, img,
+                                        semantic_weight=2.0, semantic_loss_fn=fn)
+    assert losses['loss_semantic'].item() == 3.0
+    expected = torch.zeros(2, 6, 7, dtype=torch.long)
+    expected[0][masks[0]] = 1
+    expected[0][masks[1]] = 2
+    expected[1][masks[2]] = 2
+    assert torch.equal(seen['targets'], expected)
