@@ -1,8 +1,8 @@
 # YOLACT++, ResNet-50-FPN with DCNv2 in every block of res3-res5, 550 px, COCO (the release's
 # yolact_plus_resnet50_config) as a detectron2 LazyConfig; the same values as
 # configs/yolact/yolact_plus_r50_coco.py (mmdet) and yolact_plus_r50_coco.yaml: three prior
-# scales per octave, non-square priors, the fast mask-IoU net. detectron2's deformable convs
-# need its compiled CUDA ops.
+# scales per octave, non-square priors, the fast mask-IoU net. The deformable convs run on
+# CPU too (insplug.detectron2.deform_conv).
 from detectron2.config import LazyCall as L
 
 from insplug.core.prototypes.mask_rescoring import FastMaskIoUNet

@@ -47,6 +47,7 @@ from insplug.core.prototypes.yolact_fpn import YolactFPNModule
 from insplug.core.prototypes.yolact_head import YolactPredictionHead
 
 from .config import register_config_node, signature_defaults
+from .deform_conv import enable_cpu_deform_convs
 from .masks import instances_mask_tensor
 
 __all__ = ['InsplugYOLACT', 'YOLACT_MODEL_DEFAULTS', 'make_resnet_stages']
@@ -147,6 +148,8 @@ class InsplugYOLACT(nn.Module):
                  mask_iou_net: Optional[FastMaskIoUNet] = None,
                  loss_cfg: Optional[dict] = None, test_cfg: Optional[dict] = None):
         super().__init__()
+        # YOLACT++'s DCNv2 stages: detectron2's deformable convs get a CPU path (torchvision)
+        enable_cpu_deform_convs(backbone)
         shapes = backbone.output_shape()
         missing = [f for f in in_features if f not in shapes]
         if missing:
