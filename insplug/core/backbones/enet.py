@@ -127,10 +127,12 @@ class ENet(nn.Module):
         self.down1 = EncoderBottleneck(16, 64, downsample=True, dropout=0.01)
         self.stage1 = nn.Sequential(*(EncoderBottleneck(64, 64, dropout=0.01) for _ in range(4)))
         self.down2 = EncoderBottleneck(64, 128, downsample=True, dropout=0.1)
-        self.stage2 = nn.Sequential(*(EncoderBottleneck(128, 128, dilation=d, asymmetric=a, dropout=0.1)
-                                      for d, a in STAGE2_PATTERN))
-        self.stage3 = nn.Sequential(*(EncoderBottleneck(128, 128, dilation=d, asymmetric=a, dropout=0.1)
-                                      for d, a in STAGE2_PATTERN))
+        self.stage2 = nn.Sequential(*(
+            EncoderBottleneck(128, 128, dilation=d, asymmetric=a, dropout=0.1)
+            for d, a in STAGE2_PATTERN))
+        self.stage3 = nn.Sequential(*(
+            EncoderBottleneck(128, 128, dilation=d, asymmetric=a, dropout=0.1)
+            for d, a in STAGE2_PATTERN))
         self.up4 = DecoderBottleneck(128, 64, upsample=True)
         self.stage4 = nn.Sequential(DecoderBottleneck(64, 64), DecoderBottleneck(64, 64))
         self.up5 = DecoderBottleneck(64, 16, upsample=True)

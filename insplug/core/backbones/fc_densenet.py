@@ -109,7 +109,8 @@ class FCDenseNet(nn.Module):
         n = len(level_channels)
         self.out_indices = tuple(int(i) % n for i in out_indices)
         if not self.out_indices or any(not -n <= int(i) < n for i in out_indices):
-            raise ValueError(f'FCDenseNet: out_indices {tuple(out_indices)} must lie in [{-n}, {n})')
+            raise ValueError(f'FCDenseNet: out_indices {tuple(out_indices)} must lie in '
+                             f'[{-n}, {n})')
         self.out_channels = [level_channels[i] for i in self.out_indices]
         self.strides = [2 ** (pools - i) for i in self.out_indices]
         self.classifier = nn.Conv2d(c, num_classes, 1) if num_classes else None
