@@ -69,7 +69,9 @@ def test_spatialembeddings_on_linknet(demo_data, tmp_path):
     # measured (seed 0, one thread): loss 2.61 -> 0.70, segm AP50 0.121 (mAP 0.093); the
     # untrained model scores 0.000. The shared one-trunk LinkNet fits the 4 images more slowly
     # than the two-decoder ERFNet (AP50 0.72): 160 iterations reach AP50 0.144, a second basic
-    # block per stage changes nothing (0.121). The floor needs several shapes matched.
+    # block per stage changes nothing (0.121). With data and model seeds 1 / 2 (shapes set
+    # generated with that seed too): AP50 0.242 / 0.084, loss ratio 0.19 / 0.21. The floor
+    # needs several shapes matched.
     assert mean(losses[-10:]) < 0.4 * mean(losses[:5]), losses
     assert metrics['coco/segm_mAP_50'] > 0.05, metrics
     contrast = foreground_contrast(out['runner'], lambda o: torch.sigmoid(o[2]).max(1).values)
