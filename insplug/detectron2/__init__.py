@@ -1,13 +1,20 @@
-"""Detectron2 adapters: ``import insplug.detectron2`` registers insplug's components.
+"""Detectron2 adapters: ``import insplug.detectron2`` registers insplug's components in
+detectron2's own registries (every module of this package registers its own):
 
-* RefineMask: ``RefineMaskHead`` (ROI_MASK_HEAD_REGISTRY) and ``RefineMaskROIHeads``
-  (ROI_HEADS_REGISTRY, with the semantic branch);
-* SparseInst: ``InsplugSparseInst`` (META_ARCH_REGISTRY);
-* pyramid pooling: ``build_ppm_backbone`` and ``build_resnet_ppm_fpn_backbone``
-  (BACKBONE_REGISTRY) around :class:`PyramidPoolingBackbone`, also usable as a neck;
-* :func:`add_insplug_config` adds keys under ``cfg.MODEL.INSPLUG`` only;
+* META_ARCH: ``InsplugSparseInst``, ``InsplugBlendMask``, ``InsplugEmbedMask``,
+  ``InsplugPolarMask``, ``InsplugYOLACT``, ``InsplugSOLO``, ``InsplugSOLOv2``,
+  ``InsplugSpatialEmbeddings``, ``InsplugDiscriminative``;
+* PROPOSAL_GENERATOR: ``InsplugFCOS`` (the faithful FCOS of BlendMask, CenterMask, EmbedMask);
+* ROI_HEADS / ROI_MASK_HEAD: ``RefineMaskROIHeads`` / ``RefineMaskHead`` (RefineMask),
+  ``InsplugCenterROIHeads`` / ``InsplugSpatialAttentionMaskHead`` (CenterMask);
+* BACKBONE: ``build_insplug_{vovnet,vovnet_fpn,fcos_vovnet_fpn,fcos_resnet_fpn}_backbone``,
+  ``build_insplug_{erfnet,enet,linknet,fc_densenet,drn,espnet}_backbone``,
+  ``build_insplug_{context,fusion}_backbone``, ``build_ppm_backbone``,
+  ``build_resnet_ppm_fpn_backbone``;
+* :func:`add_insplug_config` adds keys under ``cfg.MODEL.INSPLUG`` only (each method's node is
+  defined next to its adapter with :func:`register_config_node`);
 * :func:`register_coco_instances` / :func:`register_shapes` register COCO-format sets for
-  detectron2's loaders and ``COCOEvaluator``.
+  detectron2's loaders and ``COCOEvaluator``; :func:`build_optimizer` is the yacs optimizer.
 
 Nothing here changes detectron2's global default config or creates a registry of detectron2's
 names. ``import insplug`` never imports this package (nor detectron2).
