@@ -528,11 +528,13 @@ def _in_fresh_process(fn, *args, **kwargs):
 
 
 def run_suite(groups, sizes, train_sizes, num_iters, warmup, threads, dets, scaling_dets,
-              scaling_sizes, cfg_options=None, log=print, jobs=1, batch4_sizes=None):
+              scaling_sizes, cfg_options=None, log=print, jobs=1, batch4_sizes=None,
+              partial_path=None):
     """Measure every config of ``groups`` (each in a fresh process); returns the suite dict.
 
     ``jobs`` configs are measured at the same time (each in its own process, ``threads``
-    threads each); the conv peak is measured alone, before and after.
+    threads each); the conv peak is measured alone, before and after. ``partial_path``: a
+    JSON file rewritten with the results so far after each config.
     """
     from concurrent.futures import as_completed
     started = time.time()
@@ -569,6 +571,10 @@ def run_suite(groups, sizes, train_sizes, num_iters, warmup, threads, dets, scal
             results[i] = out
             log(f'[suite] done {config} ({out.get("seconds", 0):.0f} s wall, '
                 f'{out.get("cpu_s", 0):.0f} s CPU)')
+            if partial_path:
+                with open(partial_path, 'w') as f:
+                    json.dump(dict(results=[r for r in results if r is not None],
+                                   conv_peak_before=peak_before), f, indent=2)
     peak_after = conv_peak_gflops(threads)
     peak = max(peak_before, peak_after)
     for result in results:
@@ -709,12 +715,13 @@ def _suite_main(args):
     if args.ap_json:
         with open(args.ap_json) as f:
             ap = {config_name(k): float(v) for k, v in json.load(f).items()}
+    out = args.out or osp.join('work_dirs', 'benchmark', 'suite')
+    os.makedirs(out, exist_ok=True)
     suite = run_suite(groups, sizes, train_sizes, num_iters, warmup, args.threads or 1,
                       args.force_detections or 100, scaling_dets, scaling_sizes,
                       args.cfg_options and dict(args.cfg_options), jobs=args.jobs,
-                      batch4_sizes=batch4_sizes)
-    out = args.out or osp.join('work_dirs', 'benchmark', 'suite')
-    os.makedirs(out, exist_ok=True)
+                      batch4_sizes=batch4_sizes,
+                      partial_path=osp.join(out, 'suite.partial.json'))
     table = suite_markdown(suite)
     suite['plot_has_ap'] = suite_plot(suite, osp.join(out, 'suite.png'), ap)
     if not suite['plot_has_ap']:
@@ -723,6 +730,8 @@ def _suite_main(args):
         f.write(table)
     with open(osp.join(out, 'suite.json'), 'w') as f:
         json.dump(dict(suite, argv=sys.argv[1:]), f, indent=2)
+    if osp.exists(osp.join(out, 'suite.partial.json')):
+        os.remove(osp.join(out, 'suite.partial.json'))  # complete results are in suite.json
     print(table)
     print(f"written: {out}/suite.md, suite.json, suite.png ({suite['seconds']:.0f} s wall, "
           f"{suite['cpu_s']:.0f} s CPU in the measuring processes)")
