@@ -1,0 +1,1 @@
+"""Deployment: ONNX export (:mod:`insplug.deploy.onnx_export`)."""
