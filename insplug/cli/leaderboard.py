@@ -1,0 +1,418 @@
+"""Train, evaluate and rank configs on one data set: ``leaderboard.md``, ``.json`` and ``.png``.
+
+    python tools/leaderboard.py CONFIGS... --data nuclei|shapes [--data-root DIR] [--out DIR]
+        [--max-iters N | --max-epochs N] [--seed S] [--latency-images 5] [--workers W]
+
+For each config, in order:
+
+1. train it with insplug's runner (``InsplugRunner``: strict, weights-only checkpoints) in
+   ``OUT/work_dirs/NAME``, resuming from the latest checkpoint there when one exists (so an
+   interrupted board continues where it stopped; mmengine restores model, optimizer, schedule
+   and RNG states). An entry whose ``OUT/work_dirs/NAME/leaderboard_entry.json`` exists and was
+   made with the same budget is finished: it is read back, not trained again.
+2. evaluate the final model on the val split with COCO segm metrics (mask AP, AP50, AP75, APs;
+   the config's ``val_evaluator``, with ``segm`` added when it is missing);
+3. measure parameters, FLOPs per image (``torch.utils.flop_counter`` over one inference, as
+   ``tools/benchmark.py`` counts them) and the inference latency (``model.test_step``:
+   pre-processing, forward and post-processing, batch 1, median over ``--latency-images`` real
+   val images, each timed once after one warm-up, with ``insplug.cli.benchmark``'s timer).
+
+Train time is the wall time spent in ``runner.train()``, summed over resumed runs (it is kept in
+each checkpoint's ``meta``). ``--data`` names the data set: ``nuclei`` (``../shared/data/nuclei``,
+DSB2018, ``NucleiDataset``) or ``shapes`` (the bundled synthetic set, ``data/shapes``); every
+loader and evaluator of the config is pointed at it (``--data-root`` to use another copy).
+``--max-iters N`` replaces the schedule by N iterations (short linear warm-up, then constant LR)
+and ``--max-epochs N`` caps an epoch-based schedule at N epochs: the budget is recorded in each
+row. Progress (entry, iteration, elapsed time and the ETA of the whole board) is printed as it
+goes. A config may set ``leaderboard = dict(method='SparseInst', family='query-based')``; without
+it the method is the config's file name and the family is guessed from the model type.
+"""
+import argparse
+import datetime
+import json
+import os
+import os.path as osp
+import platform
+import statistics
+import sys
+import time
+
+import torch
+
+from insplug.cli.benchmark import _dets_per_image, _timed, config_name, resolve_config
+
+DATA = {
+    'nuclei': dict(type='NucleiDataset', root=None),  # resolved by nuclei_root()
+    'shapes': dict(type='ShapesDataset', root='data/shapes/'),
+}
+ENTRY_FILE = 'leaderboard_entry.json'
+TRAIN_TIME_KEY = 'leaderboard_train_s'
+# family of a model type (top-level ``model.type``), for configs that do not set it
+FAMILIES = {
+    'MaskRCNN': 'two-stage', 'PointRend': 'two-stage', 'CenterMask': 'one-stage + RoI',
+    'BlendMask': 'one-stage', 'EmbedMask': 'one-stage', 'PolarMask': 'one-stage',
+    'YOLACT': 'one-stage', 'YOLACTProtonet': 'one-stage', 'SOLO': 'one-stage (grid)',
+    'SOLOv2': 'one-stage (grid)', 'SparseInst': 'query-based',
+    'BottomUpSegmentor': 'bottom-up',
+}
+METRICS = [('mask_ap', 'segm_mAP'), ('ap50', 'segm_mAP_50'), ('ap75', 'segm_mAP_75'),
+           ('aps', 'segm_mAP_s')]
+
+
+def log(message):
+    print(f'[leaderboard] {message}', flush=True)
+
+
+def _fmt_s(seconds):
+    seconds = int(round(seconds))
+    return f'{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}'
+
+
+def nuclei_root():
+    """``$INSPLUG_SHARED/data/nuclei/``, else ``../shared/data/nuclei/`` next to the repo."""
+    repo = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+    shared = os.environ.get('INSPLUG_SHARED', osp.join(osp.dirname(repo), 'shared'))
+    return osp.join(shared, 'data', 'nuclei') + '/'
+
+
+def _innermost(dataset):
+    while 'dataset' in dataset:  # wrappers such as RepeatDataset
+        dataset = dataset.dataset
+    return dataset
+
+
+def point_at_data(cfg, data, root, workers=None):
+    """Point every loader and evaluator of ``cfg`` at ``root`` (train/ and val/ COCO splits)."""
+    root = root.rstrip('/') + '/'
+    for key, split in (('train_dataloader', 'train'), ('val_dataloader', 'val'),
+                       ('test_dataloader', 'val')):
+        loader = cfg[key]
+        if workers is not None:
+            loader.num_workers = workers
+            loader.persistent_workers = bool(workers) and loader.get('persistent_workers', False)
+        dataset = _innermost(loader.dataset)
+        dataset.type = DATA[data]['type']
+        dataset.data_root = root
+        dataset.ann_file = f'{split}/annotations.json'
+        dataset.data_prefix = dict(img=f'{split}/images/')
+        dataset.pop('metainfo', None)  # the data set's own classes
+    for key in ('val_evaluator', 'test_evaluator'):
+        evaluator = cfg[key]
+        evaluator.ann_file = root + 'val/annotations.json'
+        metric = evaluator.get('metric', 'bbox')
+        metric = [metric] if isinstance(metric, str) else list(metric)
+        if 'segm' not in metric:
+            evaluator.metric = metric + ['segm']
+    return cfg
+
+
+def apply_budget(cfg, max_iters=None, max_epochs=None):
+    """Cap the schedule (see the module docstring); returns the budget as a string."""
+    if max_iters:
+        cfg.train_dataloader.sampler = dict(type='InfiniteSampler', shuffle=True)
+        cfg.train_dataloader.pop('batch_sampler', None)
+        cfg.train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters,
+                             val_interval=10 ** 9)
+        warmup = max(1, min(50, max_iters // 5))
+        cfg.param_scheduler = [dict(type='LinearLR', start_factor=0.1, by_epoch=False,
+                                    begin=0, end=warmup)]
+        cfg.default_hooks.checkpoint = dict(type='CheckpointHook', by_epoch=False,
+                                            interval=min(max_iters, 1000), max_keep_ckpts=1)
+        cfg.log_processor = dict(by_epoch=False)
+        return f'{max_iters} iters'
+    if max_epochs:
+        if cfg.train_cfg.get('type') != 'EpochBasedTrainLoop':
+            raise SystemExit(f'error: --max-epochs needs an epoch-based schedule; '
+                             f'{cfg.filename} has {cfg.train_cfg.get("type")} (use --max-iters)')
+        cfg.train_cfg.max_epochs = max_epochs
+        cfg.train_cfg.val_interval = 10 ** 9
+        return f'{max_epochs} epochs'
+    # the config's own schedule; the board evaluates once at the end
+    cfg.train_cfg.val_interval = 10 ** 9
+    loop = cfg.train_cfg
+    if 'max_iters' in loop:
+        return f'{loop.max_iters} iters (config)'
+    return f'{loop.get("max_epochs")} epochs (config)'
+
+
+def _make_hooks(board):
+    from mmengine.hooks import Hook
+
+    class LeaderboardHook(Hook):
+        """Train time kept in checkpoints (summed over resumes); board progress with ETA."""
+        priority = 'VERY_LOW'
+
+        def __init__(self):
+            self.before = 0.0  # seconds trained by earlier (interrupted) runs
+            self.start = None
+
+        def after_load_checkpoint(self, runner, checkpoint):
+            self.before = float(checkpoint.get('meta', {}).get(TRAIN_TIME_KEY, 0.0))
+
+        def before_train(self, runner):
+            self.start = time.time()
+            board.entry_start_iter = runner.iter
+
+        def train_seconds(self):
+            return self.before + (time.time() - self.start if self.start else 0.0)
+
+        def before_save_checkpoint(self, runner, checkpoint):
+            checkpoint.setdefault('meta', {})[TRAIN_TIME_KEY] = self.train_seconds()
+
+        def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+            done = runner.iter + 1
+            if done % board.progress_interval == 0 or done == runner.max_iters:
+                board.progress(done, runner.max_iters)
+    return LeaderboardHook()
+
+
+class Board:
+    """Progress of the whole board: entries done, and the iterations of the current one."""
+
+    def __init__(self, num_entries, progress_interval=20):
+        self.num_entries = num_entries
+        self.progress_interval = progress_interval
+        self.started = time.time()
+        self.index = 0
+        self.done_fraction = 0.0  # entries finished (trained here), as a count
+        self.trained_time = 0.0  # seconds spent on entries trained in this run
+        self.entry_started = None
+        self.entry_start_iter = 0
+        self.skipped = 0
+
+    def eta(self, fraction_of_entry=0.0):
+        """Seconds left for the board: the time per entry so far times the entries left."""
+        worked = self.trained_time + (time.time() - self.entry_started
+                                      if self.entry_started else 0.0)
+        done = self.done_fraction + fraction_of_entry
+        if done <= 0:
+            return None
+        left = self.num_entries - self.skipped - done
+        return worked / done * left
+
+    def progress(self, it, max_iters):
+        run_iters = max(it - self.entry_start_iter, 1)
+        fraction = run_iters / max(max_iters - self.entry_start_iter, 1)
+        eta = self.eta(fraction)
+        log(f'entry {self.index + 1}/{self.num_entries}: iter {it}/{max_iters}; board elapsed '
+            f'{_fmt_s(time.time() - self.started)}, ETA '
+            f'{_fmt_s(eta) if eta is not None else "?"}')
+
+
+def _leaderboard_meta(cfg, name):
+    meta = dict(cfg.get('leaderboard', {}))
+    model_type = cfg.model.get('type', '?')
+    meta.setdefault('method', name)
+    meta.setdefault('family', FAMILIES.get(model_type, model_type))
+    return meta
+
+
+def _latency_and_flops(model, dataloader, num_images, device='cpu'):
+    """Median ``test_step`` latency (ms, batch 1) on real images; FLOPs/image of the first."""
+    from torch.utils.flop_counter import FlopCounterMode
+    from mmengine.dataset import pseudo_collate
+    dataset = dataloader.dataset
+    model.eval()
+    times, dets, gflops = [], [], None
+    with torch.no_grad():
+        for i in range(min(num_images, len(dataset))):
+            data = pseudo_collate([dataset[i]])
+            if gflops is None:
+                counter = FlopCounterMode(display=False)
+                with counter:
+                    model.test_step(data)
+                gflops = counter.get_total_flops() / 1e9
+            # one warm-up (the FLOP pass for the first image), one timed run per image
+            t = _timed(lambda: model.test_step(data), 1, 0 if i == 0 else 1, device)
+            times += t
+            dets.append(_dets_per_image(model.test_step(data)))
+    return dict(latency_ms=statistics.median(times) * 1e3 if times else None,
+                gflops=gflops, dets_per_img=statistics.mean(dets) if dets else None,
+                input_shape=list(data['inputs'][0].shape[-2:]) if times else None)
+
+
+def run_entry(config, args, board, out):
+    """Train (or resume), evaluate and measure one config; returns its row (a dict)."""
+    import insplug  # noqa: F401
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+    from insplug._mmengine_configs import resolve_config_path
+    from insplug.cli.common import build_runner
+
+    path = resolve_config(resolve_config_path(config))
+    name = config_name(path)
+    work_dir = osp.join(out, 'work_dirs', name)
+    entry_path = osp.join(work_dir, ENTRY_FILE)
+    cfg = Config.fromfile(path)
+    budget = apply_budget(cfg, args.max_iters, args.max_epochs)
+    if osp.isfile(entry_path):
+        with open(entry_path) as f:
+            row = json.load(f)
+        if row.get('budget') == budget and row.get('data') == args.data:
+            log(f'entry {board.index + 1}/{board.num_entries} {name}: finished earlier '
+                f'({entry_path}), not trained again')
+            row['cached'] = True
+            board.skipped += 1
+            return row
+    root = args.data_root or DATA[args.data]['root'] or nuclei_root()
+    point_at_data(cfg, args.data, root, args.workers)
+    cfg.work_dir = work_dir
+    cfg.setdefault('runner_type', 'InsplugRunner')
+    cfg.launcher = 'none'
+    cfg.randomness = dict(seed=args.seed)
+    cfg.resume = True  # from work_dir's last checkpoint when there is one
+    cfg.load_from = None
+    if args.cfg_options:
+        cfg.merge_from_dict(args.cfg_options)
+    init_default_scope(cfg.get('default_scope', 'insplug'))
+    meta = _leaderboard_meta(cfg, name)
+
+    board.entry_started = time.time()
+    runner = build_runner(cfg)
+    hook = _make_hooks(board)
+    runner.register_hook(hook)
+    runner.train()
+    train_s = hook.train_seconds()
+    log(f'entry {board.index + 1}/{board.num_entries} {name}: trained ({budget}, '
+        f'{_fmt_s(train_s)}); evaluating on val')
+    with torch.no_grad():
+        metrics = runner.val()
+    model = runner.model
+    row = dict(config=config, name=name, data=args.data, budget=budget, **meta,
+               params_m=sum(p.numel() for p in model.parameters()) / 1e6,
+               train_s=train_s, iters=runner.iter, cached=False)
+    prefix = runner.val_evaluator.metrics[0].prefix if runner.val_evaluator.metrics else 'coco'
+    for key, metric in METRICS:
+        value = metrics.get(f'{prefix}/{metric}')
+        row[key] = None if value is None or value < 0 else float(value)
+    row.update(_latency_and_flops(model, runner.val_dataloader, args.latency_images))
+    board.trained_time += time.time() - board.entry_started
+    board.entry_started = None
+    board.done_fraction += 1
+    with open(entry_path, 'w') as f:
+        json.dump(row, f, indent=2)
+    return row
+
+
+def _f(value, fmt):
+    return '-' if value is None else fmt.format(value)
+
+
+def board_markdown(board):
+    rows = sorted(board['rows'], key=lambda r: -1 if r.get('mask_ap') is None
+                  else r['mask_ap'], reverse=True)
+    m = board['machine']
+    lines = [f"Data: {board['data']} (val: COCO segm); {board['date']}; machine: "
+             f"{m['processor']}, {m['cpus']} CPUs, torch {board['torch']}, "
+             f"{board['threads']} thread(s). Latency: batch 1, median over "
+             f"{board['latency_images']} val images, pre-processing to final masks.", '',
+             '| rank | method | family | config | budget | params (M) | GFLOPs | train time | '
+             'latency (ms) | mask AP | AP50 | AP75 | APs |',
+             '|---|---|---|---|---|---|---|---|---|---|---|---|---|']
+    for rank, r in enumerate(rows, 1):
+        if r.get('error'):
+            lines.append(f"| - | {r.get('method', r['name'])} | {r.get('family', '-')} | "
+                         f"{r['name']} | failed: {r['error']} |" + ' |' * 8)
+            continue
+        lines.append('| ' + ' | '.join([
+            str(rank), r['method'], r['family'], r['name'], r['budget'],
+            _f(r['params_m'], '{:.2f}'), _f(r['gflops'], '{:.1f}'), _fmt_s(r['train_s']),
+            _f(r['latency_ms'], '{:.0f}'), _f(r['mask_ap'], '{:.3f}'), _f(r['ap50'], '{:.3f}'),
+            _f(r['ap75'], '{:.3f}'), _f(r['aps'], '{:.3f}')]) + ' |')
+    lines += ['', 'AP: COCO mask AP on the val split (a value of -1 from COCOeval, no object '
+                  'of that size, is shown as "-").', '']
+    return '\n'.join(lines)
+
+
+def board_plot(board, path):
+    """Mask AP against inference latency, one labelled point per entry."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(8, 5))
+    points = [r for r in board['rows'] if r.get('latency_ms') is not None
+              and r.get('mask_ap') is not None]
+    for r in points:
+        ax.scatter(r['latency_ms'], r['mask_ap'])
+        ax.annotate(r['method'], (r['latency_ms'], r['mask_ap']), fontsize=7)
+    ax.set_xlabel('inference latency (ms / image, batch 1)')
+    ax.set_ylabel(f"mask AP ({board['data']} val)")
+    ax.set_title(f"{board['data']} leaderboard: mask AP vs latency", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return len(points)
+
+
+def write_board(rows, args, out, started):
+    board = dict(data=args.data, rows=rows, argv=sys.argv[1:],
+                 date=datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC'),
+                 machine=dict(processor=platform.processor() or platform.machine(),
+                              cpus=os.cpu_count()),
+                 torch=torch.__version__, threads=torch.get_num_threads(),
+                 latency_images=args.latency_images, seconds=time.time() - started)
+    with open(osp.join(out, 'leaderboard.json'), 'w') as f:
+        json.dump(board, f, indent=2)
+    table = board_markdown(board)
+    with open(osp.join(out, 'leaderboard.md'), 'w') as f:
+        f.write(table)
+    board_plot(board, osp.join(out, 'leaderboard.png'))
+    return board, table
+
+
+def parse_args(argv=None):
+    from mmengine.config import DictAction
+    parser = argparse.ArgumentParser(description='Train, evaluate and rank configs on one set')
+    parser.add_argument('configs', nargs='+')
+    parser.add_argument('--data', choices=sorted(DATA), required=True)
+    parser.add_argument('--data-root', help='the data set folder (train/, val/ COCO splits)')
+    parser.add_argument('--out', help='output folder (default work_dirs/leaderboard/DATA)')
+    budget = parser.add_mutually_exclusive_group()
+    budget.add_argument('--max-iters', type=int, help='train N iterations (constant LR)')
+    budget.add_argument('--max-epochs', type=int, help='cap an epoch-based schedule')
+    parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--latency-images', type=int, default=5)
+    parser.add_argument('--workers', type=int, help='dataloader workers (default: config)')
+    parser.add_argument('--threads', type=int, help='torch intra-op threads')
+    parser.add_argument('--progress-interval', type=int, default=20,
+                        help='print progress every N iterations')
+    parser.add_argument('--keep-going', action='store_true',
+                        help='record a failing config as a failed row and go on')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='key=value overrides applied to every config')
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    out = args.out or osp.join('work_dirs', 'leaderboard', args.data)
+    os.makedirs(out, exist_ok=True)
+    started = time.time()
+    board = Board(len(args.configs), args.progress_interval)
+    rows = []
+    for i, config in enumerate(args.configs):
+        board.index = i
+        eta = board.eta()
+        log(f'entry {i + 1}/{len(args.configs)}: {config}; board elapsed '
+            f'{_fmt_s(time.time() - started)}, ETA {_fmt_s(eta) if eta is not None else "?"}')
+        try:
+            rows.append(run_entry(config, args, board, out))
+        except Exception as error:  # noqa: BLE001
+            if not args.keep_going:
+                raise
+            log(f'entry {i + 1} FAILED {config}: {type(error).__name__}: {error}')
+            board.entry_started = None
+            rows.append(dict(config=config, name=config_name(config),
+                             error=f'{type(error).__name__}: {error}'))
+        write_board(rows, args, out, started)  # partial board after every entry
+    board_dict, table = write_board(rows, args, out, started)
+    print(table)
+    log(f'written: {out}/leaderboard.md, leaderboard.json, leaderboard.png '
+        f'({_fmt_s(time.time() - started)})')
+    return board_dict
+
+
+if __name__ == '__main__':
+    main()
