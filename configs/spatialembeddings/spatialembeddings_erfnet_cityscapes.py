@@ -78,6 +78,22 @@ train_dataloader = dict(
                  pipeline=train_pipeline, backend_args=backend_args))
 val_dataloader = dict(batch_size=1, dataset=dict(metainfo=metainfo, pipeline=test_pipeline))
 test_dataloader = val_dataloader
+# Evaluation: COCO segm/bbox AP, and the Cityscapes instance AP / AP50 of the official
+# evaluator (cityscapesscripts) that the release reports: InsplugCityscapesMetric averages the
+# classes of the model (here car: the official car AP); eval_classes='all' gives the mean over
+# the 8 Cityscapes classes. Its result files go to a temporary folder.
+# Submission on the test split (per-image txt + png masks under PREFIX/results/):
+#   python tools/test.py CONFIG CKPT --format-only PREFIX --format cityscapes --cfg-options \
+#       test_dataloader.dataset.ann_file=annotations/instancesonly_filtered_gtFine_test.json \
+#       test_dataloader.dataset.data_prefix.img=leftImg8bit/test/
+val_evaluator = [
+    dict(type='InsplugCocoMetric',
+         ann_file='data/cityscapes/annotations/instancesonly_filtered_gtFine_val.json',
+         metric=['bbox', 'segm'], backend_args=backend_args),
+    dict(type='InsplugCityscapesMetric', seg_prefix='data/cityscapes/gtFine/val',
+         outfile_prefix=None, eval_classes='model', backend_args=backend_args),
+]
+test_evaluator = val_evaluator
 
 max_epochs = 200
 train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs, val_interval=10)
