@@ -48,6 +48,7 @@ setup(
         # installed torch (README, "Detectron2"); this extra installs its Python dependencies.
         'detectron2': ['fvcore', 'iopath', 'omegaconf', 'hydra-core', 'cloudpickle',
                        'tabulate', 'yacs', 'tensorboard'],
-        'test': ['pytest', 'pytest-timeout', 'faster-coco-eval'],
+        # cityscapesscripts: the official Cityscapes evaluator (InsplugCityscapesMetric)
+        'test': ['pytest', 'pytest-timeout', 'faster-coco-eval', 'cityscapesscripts'],
     },
 )
