@@ -1,0 +1,98 @@
+"""tools/leaderboard.py end to end on two demo configs at a tiny budget on the shapes set.
+
+Checks the md / json / png outputs, that a second run skips finished entries (no training,
+rows read back), and that an entry with a checkpoint but no result resumes from it (no
+iteration trained again, the train time carried over in the checkpoint).
+"""
+import json
+import os
+import os.path as osp
+
+import pytest
+
+from insplug.cli import leaderboard
+
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+CONFIGS = [osp.join(REPO, 'configs', 'demo', 'sparseinst_r18_shapes.py'),
+           osp.join(REPO, 'configs', 'demo', 'solov2_r18_shapes.py')]
+NAMES = ['sparseinst_r18_shapes', 'solov2_r18_shapes']
+
+
+@pytest.fixture(scope='module')
+def tiny_shapes(tmp_path_factory):
+    from insplug.datasets.shapes import generate
+    root = tmp_path_factory.mktemp('lb_shapes')
+    generate(str(root), num_train=4, num_val=2, size=256, seed=0)
+    return str(root)
+
+
+def _argv(root, out):
+    return [*CONFIGS, '--data', 'shapes', '--data-root', root, '--out', out,
+            '--max-iters', '2', '--workers', '0', '--latency-images', '2',
+            '--progress-interval', '1']
+
+
+def test_leaderboard_end_to_end_and_resume(tiny_shapes, tmp_path, capsys):
+    out = str(tmp_path / 'board')
+    board = leaderboard.main(_argv(tiny_shapes, out))
+    printed = capsys.readouterr().out
+    # outputs
+    for name in ('leaderboard.md', 'leaderboard.json', 'leaderboard.png'):
+        assert osp.getsize(osp.join(out, name)) > 0, name
+    with open(osp.join(out, 'leaderboard.png'), 'rb') as f:
+        assert f.read(8) == b'\x89PNG\r\n\x1a\n'
+    with open(osp.join(out, 'leaderboard.json')) as f:
+        saved = json.load(f)
+    assert [r['name'] for r in saved['rows']] == NAMES
+    assert saved['data'] == 'shapes' and saved['rows'] == board['rows']
+    families = {r['name']: r['family'] for r in saved['rows']}
+    assert families == {'sparseinst_r18_shapes': 'query-based',
+                        'solov2_r18_shapes': 'one-stage (grid)'}
+    for row in saved['rows']:
+        assert row['iters'] == 2 and row['budget'] == '2 iters' and not row['cached']
+        assert row['params_m'] > 1 and row['gflops'] > 0.1
+        assert row['train_s'] > 0 and row['latency_ms'] > 0
+        for key in ('mask_ap', 'ap50', 'ap75'):
+            assert 0.0 <= row[key] <= 1.0, (row['name'], key, row[key])
+    md = open(osp.join(out, 'leaderboard.md')).read()
+    assert 'mask AP' in md and 'AP50' in md and 'APs' in md and 'latency (ms)' in md
+    for name in NAMES:
+        assert f'| {name} |' in md
+    # progress with the board's ETA
+    assert 'entry 2/2: iter 2/2' in printed and 'ETA 0:' in printed
+
+    # a second run: both entries finished, read back, nothing trained
+    ckpts = {n: osp.join(out, 'work_dirs', n, 'iter_2.pth') for n in NAMES}
+    mtimes = {n: os.stat(p).st_mtime_ns for n, p in ckpts.items()}
+    again = leaderboard.main(_argv(tiny_shapes, out))
+    printed = capsys.readouterr().out
+    assert printed.count('not trained again') == 2 and 'iter 1/2' not in printed
+    assert all(r['cached'] for r in again['rows'])
+    assert [r['mask_ap'] for r in again['rows']] == [r['mask_ap'] for r in board['rows']]
+
+    # an interrupted entry (checkpoint, no result): resumed, not retrained from scratch
+    first = board['rows'][0]
+    os.remove(osp.join(out, 'work_dirs', NAMES[0], leaderboard.ENTRY_FILE))
+    resumed = leaderboard.main(_argv(tiny_shapes, out))
+    printed = capsys.readouterr().out
+    assert printed.count('not trained again') == 1 and 'iter 1/2' not in printed
+    row = resumed['rows'][0]
+    assert not row['cached'] and row['iters'] == 2
+    assert {n: os.stat(p).st_mtime_ns for n, p in ckpts.items()} == mtimes
+    # the train time comes from the checkpoint (saved at the last iteration), not from zero
+    assert 0 < row['train_s'] <= first['train_s'] + 1.0
+    assert row['train_s'] >= 0.5 * first['train_s']
+    assert row['mask_ap'] == first['mask_ap']
+
+
+def test_budget_options():
+    from mmengine.config import Config
+    cfg = Config.fromfile(CONFIGS[1])
+    assert leaderboard.apply_budget(cfg, max_epochs=3) == '3 epochs'
+    assert cfg.train_cfg.max_epochs == 3
+    cfg = Config.fromfile(CONFIGS[0])  # iteration-based: --max-epochs is refused
+    with pytest.raises(SystemExit, match='max-iters'):
+        leaderboard.apply_budget(cfg, max_epochs=3)
+    assert leaderboard.apply_budget(cfg, max_iters=7) == '7 iters'
+    assert cfg.train_cfg.max_iters == 7 and cfg.train_dataloader.sampler.type == \
+        'InfiniteSampler'
