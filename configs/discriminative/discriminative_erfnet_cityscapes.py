@@ -58,6 +58,16 @@ test_pipeline = [
     dict(type='PackDetInputs',
          meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor')),
 ]
+# Cityscapes instance AP of the car class (InsplugCityscapesMetric, cityscapesscripts) and COCO
+# AP; the Torch7 release has no AP evaluation: scores at full precision.
+val_evaluator = [
+    dict(type='InsplugCocoMetric',
+         ann_file='data/cityscapes/annotations/instancesonly_filtered_gtFine_val.json',
+         metric=['bbox', 'segm'], backend_args=backend_args),
+    dict(type='InsplugCityscapesMetric', seg_prefix='data/cityscapes/gtFine/val',
+         outfile_prefix=None, eval_classes='model', backend_args=backend_args),
+]
+test_evaluator = val_evaluator
 train_dataloader = dict(batch_size=2, num_workers=4, dataset=dict(pipeline=train_pipeline))
 val_dataloader = dict(dataset=dict(pipeline=test_pipeline))
 test_dataloader = val_dataloader

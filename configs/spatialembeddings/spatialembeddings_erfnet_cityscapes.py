@@ -81,7 +81,8 @@ test_dataloader = val_dataloader
 # Evaluation: COCO segm/bbox AP, and the Cityscapes instance AP / AP50 of the official
 # evaluator (cityscapesscripts) that the release reports: InsplugCityscapesMetric averages the
 # classes of the model (here car: the official car AP); eval_classes='all' gives the mean over
-# the 8 Cityscapes classes. Its result files go to a temporary folder.
+# the 8 Cityscapes classes. Its result files go to a temporary folder; the scores are written
+# with 2 decimals, as the release's src/test.py ("{:.02f}") that produced the 56.4 AP.
 # Submission on the test split (per-image txt + png masks under PREFIX/results/):
 #   python tools/test.py CONFIG CKPT --format-only PREFIX --format cityscapes --cfg-options \
 #       test_dataloader.dataset.ann_file=annotations/instancesonly_filtered_gtFine_test.json \
@@ -91,7 +92,8 @@ val_evaluator = [
          ann_file='data/cityscapes/annotations/instancesonly_filtered_gtFine_val.json',
          metric=['bbox', 'segm'], backend_args=backend_args),
     dict(type='InsplugCityscapesMetric', seg_prefix='data/cityscapes/gtFine/val',
-         outfile_prefix=None, eval_classes='model', backend_args=backend_args),
+         outfile_prefix=None, eval_classes='model', score_decimals=2,
+         backend_args=backend_args),
 ]
 test_evaluator = val_evaluator
 

@@ -10,7 +10,8 @@ test_evaluator.format_only=True test_evaluator.outfile_prefix=PREFIX``; where th
 list of evaluators, its COCO metrics). With ``--format cityscapes`` it writes the Cityscapes
 instance submission instead: ``PREFIX/results/<image>_pred.txt`` (lines ``<mask png> <label id>
 <score>``) and one binary png mask per instance (``InsplugCityscapesMetric`` with
-``format_only=True``; its ``label_map`` is kept from the config's Cityscapes metric, if any).
+``format_only=True``; its ``label_map`` and ``score_decimals`` are kept from the config's
+Cityscapes metric, if any).
 ``--batch-size N``
 sets ``test_dataloader.batch_size`` (images of different sizes are padded to one batch by the
 model's data pre-processor; every insplug method predicts a batch as it predicts each image
@@ -117,7 +118,7 @@ def _cityscapes_format_evaluator(evaluator, prefix):
     cityscapes = [m for m in _evaluator_list(evaluator)
                   if _type_name(m) in ('InsplugCityscapesMetric', 'CityScapesMetric')]
     metric = ConfigDict(type='InsplugCityscapesMetric', format_only=True, outfile_prefix=prefix)
-    for key in ('label_map', 'backend_args'):
+    for key in ('label_map', 'score_decimals', 'backend_args'):
         if cityscapes and cityscapes[0].get(key) is not None:
             metric[key] = cityscapes[0][key]
     return metric

@@ -32,6 +32,10 @@ with the same result files and the same AP, plus:
   ``assignGt2Preds``: while the metric evaluates, that module's ``np`` is a proxy of numpy with
   ``in1d = isin`` (same values: ``in1d(a, b).reshape(a.shape) == isin(a, b)``);
   ``cityscapesscripts_numpy_compat()`` is the context manager;
+* ``score_decimals``: the scores in the txt files rounded to that many decimals (``None``,
+  default: full precision, as mmdet). SpatialEmbeddings' release (src/test.py) writes
+  ``{:.02f}``: its 56.4 car AP was computed with scores rounded to 2 decimals (the rounding
+  makes ties, which the evaluator's precision/recall steps merge);
 * ``quiet`` (default True): no per-image progress from cityscapesscripts; the table of
   per-class APs is logged.
 
@@ -113,6 +117,7 @@ class InsplugCityscapesMetric(CityScapesMetric):
         format_only (bool): write the result files only (submission), no evaluation.
         eval_classes (str | list[str]): ``'model'``, ``'all'`` or Cityscapes class names.
         label_map (dict | None): model class name -> Cityscapes class name.
+        score_decimals (int | None): round the written scores (SpatialEmbeddings' release: 2).
         quiet (bool): silence cityscapesscripts' progress output.
         **kwargs: the other arguments of mmdet's ``CityScapesMetric``.
     """
@@ -120,7 +125,8 @@ class InsplugCityscapesMetric(CityScapesMetric):
     default_prefix = 'cityscapes'
 
     def __init__(self, outfile_prefix=None, seg_prefix=None, format_only=False,
-                 eval_classes='model', label_map=None, quiet=True, **kwargs):
+                 eval_classes='model', label_map=None, score_decimals=None, quiet=True,
+                 **kwargs):
         if not format_only and seg_prefix is None:
             raise ValueError('InsplugCityscapesMetric: seg_prefix (the gtFine/<split> folder) is '
                              'needed to evaluate; use format_only=True to only write results')
@@ -130,6 +136,7 @@ class InsplugCityscapesMetric(CityScapesMetric):
             raise ValueError(f"eval_classes must be 'model', 'all' or a list, got {eval_classes}")
         self.eval_classes = eval_classes
         self.label_map = dict(label_map or {})
+        self.score_decimals = score_decimals
         self.quiet = quiet
 
     def _cityscapes_names(self):
@@ -162,7 +169,10 @@ class InsplugCityscapesMetric(CityScapesMetric):
                     class_id = CSLabels.name2label[class_name].id
                     png = osp.join(self.outfile_prefix, f'{basename}_{i}_{class_name}.png')
                     mmcv.imwrite(mask, png)
-                    f.write(f'{osp.basename(png)} {class_id} {float(score)}\n')
+                    score = float(score)
+                    if self.score_decimals is not None:
+                        score = f'{score:.{self.score_decimals}f}'
+                    f.write(f'{osp.basename(png)} {class_id} {score}\n')
             gt = dict(file_name=gt_instance_path(filename, self.seg_prefix))
             self.results.append((gt, dict(pred_txt=pred_txt)))
 

@@ -231,6 +231,18 @@ def test_submission_files_parse_back(sample, tmp_path):
             assert pred.shape == (H, W) and (pred == gt_mask).all()
 
 
+def test_score_decimals(sample, tmp_path):
+    """SpatialEmbeddings' release writes the scores as {:.02f}."""
+    def scores(img_path, masks, labels, scores):
+        return masks, labels, [0.123456 + 0.1 * k for k in range(len(scores))]
+    metric = InsplugCityscapesMetric(outfile_prefix=str(tmp_path / 'sub'), format_only=True,
+                                     score_decimals=2)
+    metric.dataset_meta = dict(classes=CLASSES)
+    metric.process({}, _predictions(sample, CLASSES, scores))
+    with open(metric.results[0][1]['pred_txt']) as f:
+        assert [line.split()[2] for line in f] == ['0.12', '0.22', '0.32']
+
+
 def test_evaluation_needs_seg_prefix():
     with pytest.raises(ValueError, match='seg_prefix'):
         InsplugCityscapesMetric(outfile_prefix=None)
@@ -252,8 +264,10 @@ def test_cityscapes_configs_and_test_tool_format(config, tmp_path):
     prefix = str(tmp_path / 'submission')
     cfg = _configure([config, 'ckpt.pth', '--work-dir', str(tmp_path), '--format-only', prefix,
                       '--format', 'cityscapes'])
-    assert dict(cfg.test_evaluator) == dict(type='InsplugCityscapesMetric', format_only=True,
-                                            outfile_prefix=prefix)
+    expected = dict(type='InsplugCityscapesMetric', format_only=True, outfile_prefix=prefix)
+    if 'spatialembeddings' in config:
+        expected['score_decimals'] = 2  # as the release's test.py
+    assert dict(cfg.test_evaluator) == expected
     cfg = _configure([config, 'ckpt.pth', '--work-dir', str(tmp_path), '--format-only', prefix])
     assert [(m['type'], m['format_only'], m['outfile_prefix']) for m in cfg.test_evaluator] == [
         ('InsplugCocoMetric', True, prefix)]
