@@ -273,3 +273,42 @@ def test_cityscapes_configs_and_test_tool_format(config, tmp_path):
         ('InsplugCocoMetric', True, prefix)]
     with pytest.raises(SystemExit):
         _configure([config, 'ckpt.pth', '--format', 'cityscapes'])
+
+
+def test_test_tool_writes_cityscapes_submission(sample, tmp_path):
+    """tools/test.py --format-only PREFIX --format cityscapes with the SpatialEmbeddings
+    Cityscapes config on the synthetic sample. The checkpoint is a random model whose last
+    convs are set so that every pixel is a seed (seed logit 20) and one cluster covers the
+    image (offsets 0, sigma logit -1): one car of the full image size per image."""
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+
+    from insplug.cli.test import main
+    from insplug.registry import MODELS
+    config = osp.join(REPO, 'configs/spatialembeddings/spatialembeddings_erfnet_cityscapes.py')
+    init_default_scope('insplug')
+    torch.manual_seed(0)
+    state = MODELS.build(Config.fromfile(config).model).state_dict()
+    for key in ('head.outputs.embedding.conv.weight', 'head.outputs.seed.conv.weight'):
+        state[key].zero_()
+    state['head.outputs.embedding.conv.bias'][:] = torch.tensor([0.0, 0.0, -1.0])
+    state['head.outputs.seed.conv.bias'][:] = 20.0
+    ckpt = str(tmp_path / 'model.pth')
+    torch.save(dict(state_dict=state), ckpt)
+    prefix = str(tmp_path / 'submission')
+    main([config, ckpt, '--work-dir', str(tmp_path / 'work'), '--format-only', prefix,
+          '--format', 'cityscapes', '--cfg-options', f'test_dataloader.dataset.data_root='
+          f'{sample.root}/', 'test_dataloader.num_workers=0',
+          'test_dataloader.persistent_workers=False'])
+    args = copy.copy(CSEval.args)
+    args.predictionPath, args.predictionWalk = osp.abspath(osp.join(prefix, 'results')), None
+    for i in range(len(OBJECTS)):
+        gt_file = osp.join(sample.seg_prefix, 'testcity', f'{_stem(i)}_gtFine_instanceIds.png')
+        pred_txt = CSEval.getPrediction(gt_file, args)
+        info = CSEval.readPredInfo(pred_txt, args)
+        assert len(info) == 1
+        (png, entry), = info.items()
+        assert entry['labelID'] == CSLabels.name2label['car'].id and entry['conf'] > 0.5
+        with open(pred_txt) as f:  # 2 decimals, as the release (score_decimals=2)
+            assert f.read() == f'{osp.basename(png)} 26 {entry["conf"]:.2f}\n'
+        assert (np.array(PIL.open(png)) != 0).all() and PIL.open(png).size == (W, H)
