@@ -1,0 +1,164 @@
+"""ONNX export (insplug.deploy.onnx_export): exported graphs run with onnxruntime and are compared
+with the PyTorch model's own predict path (data preprocessor + ``predict``), not with the export
+wrapper only: raw outputs within 1e-4 (abs), the same kept detections (labels; scores within
+1e-4), 0 differing mask pixels away from the 0.5-threshold ties (|p - thr| <= 1e-4) and equal
+boxes. The exact rewrites (adaptive pooling, boxes from masks) are checked against torch."""
+import os.path as osp
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+pytest.importorskip('onnx', reason='onnx is not installed (pip install onnx; test extra)')
+pytest.importorskip('onnxruntime',
+                    reason='onnxruntime is not installed (pip install onnxruntime; test extra)')
+
+from insplug.deploy import onnx_export as ox  # noqa: E402
+
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+SPARSEINST_DEMO = osp.join(REPO, 'configs/demo/sparseinst_r18_shapes.py')
+SPARSEINST_R50 = osp.join(REPO, 'configs/sparseinst/sparseinst_r50_giam.py')
+
+
+@pytest.mark.parametrize('size,bins', [((7, 9), (2, 3)), ((19, 19), (6, 6)), ((5, 12), (1, 5)),
+                                       ((4, 4), (4, 4)), ((3, 8), (6, 3))])
+def test_fixed_adaptive_pool_equals_torch(size, bins):
+    x = torch.randn(2, 3, *size, dtype=torch.float64)
+    ours = ox.FixedAdaptiveAvgPool2d(bins)(x)
+    torch.testing.assert_close(ours, F.adaptive_avg_pool2d(x, bins), rtol=0, atol=1e-12)
+
+
+def test_masks_to_boxes_traceable_equals_core():
+    from insplug.core.postprocess.mask_boxes import masks_to_boxes
+    gen = torch.Generator().manual_seed(0)
+    masks = torch.rand(6, 13, 17, generator=gen) > 0.97
+    masks[0] = False  # empty mask: zeros
+    masks[1] = False
+    masks[1, 12, 16] = True  # the last pixel only
+    boxes = ox.masks_to_boxes_traceable(masks)
+    assert torch.equal(boxes, masks_to_boxes(masks))
+    assert boxes[1].tolist() == [16.0, 12.0, 17.0, 13.0]
+
+
+def _predict(model, image):
+    """The PyTorch reference: the model's data preprocessor + predict on a (1, 3, H, W) image."""
+    from mmdet.structures import DetDataSample
+    h, w = image.shape[-2:]
+    sample = DetDataSample(metainfo=dict(img_shape=(h, w), ori_shape=(h, w),
+                                         scale_factor=(1.0, 1.0)))
+    data = model.data_preprocessor(
+        dict(inputs=[image[0].to(torch.uint8)], data_samples=[sample]), False)
+    with torch.no_grad():
+        return model.predict(data['inputs'], data['data_samples'])[0].pred_instances
+
+
+def _check_against_predict(model, wrapper, path, image):
+    onnx = dict(zip(ox.SparseInstFull.output_names,
+                    ox.run_onnxruntime(path, {'image': image.numpy()})))
+    wrapper.return_probs = True
+    with torch.no_grad():
+        raw = model._decode(wrapper.preprocess(image))
+        probs = wrapper(image)[-1].numpy()  # (K, H, W) mask probabilities, slot order
+    wrapper.return_probs = False
+    diffs = {k: float((raw[k] - torch.from_numpy(onnx[k])).abs().max())
+             for k in ('cls_logits', 'obj_logits', 'mask_logits')}
+    assert max(diffs.values()) <= 1e-4, diffs
+    ref = _predict(model, image)
+    valid = np.flatnonzero(onnx['valid'])
+    assert len(valid) == len(ref.scores)  # the same kept detections
+    assert (onnx['scores'][~onnx['valid']] == -1).all()
+    # both are in descending score order; random weights give distinct scores
+    np.testing.assert_allclose(onnx['scores'][valid], ref.scores.numpy(), rtol=0, atol=1e-4)
+    np.testing.assert_array_equal(onnx['labels'][valid], ref.labels.numpy())
+    differ = onnx['masks'][valid] != ref.masks.numpy()
+    ties = np.abs(probs[valid] - wrapper.mask_thr) <= 1e-4
+    assert int((differ & ~ties).sum()) == 0
+    same = ~differ.any((1, 2))
+    np.testing.assert_array_equal(onnx['bboxes'][valid][same], ref.bboxes.numpy()[same])
+    return diffs, len(valid), len(onnx['valid'])
+
+
+@pytest.mark.parametrize('config,shape', [(SPARSEINST_DEMO, (128, 128)),
+                                          (SPARSEINST_R50, (100, 120))])
+def test_sparseinst_full_export_matches_predict(tmp_path, config, shape):
+    """Whole model (BGR image -> scores / labels / masks / boxes), 100 x 120 exercises padding to
+    128 and pyramid pooling whose bins do not divide the C5 map (4 x 4 -> 3 and 6 bins)."""
+    model = ox.build_model(config, seed=0)
+    # spread the scores of the random network (near-uniform activation maps make the instances
+    # nearly equal, and the threshold below must fall between two distinct scores)
+    torch.manual_seed(0)
+    torch.nn.init.normal_(model.decoder.inst_branch.iam_conv.weight, std=1.0)
+    torch.nn.init.normal_(model.decoder.inst_branch.cls_score.weight, std=0.1)
+    torch.nn.init.normal_(model.decoder.inst_branch.objectness.weight, std=0.1)
+    path = str(tmp_path / 'sparseinst.onnx')
+    report = ox.export_onnx(model, shape, path, mode='auto')
+    assert report['mode'] == 'full' and report['ok'] and osp.isfile(path)
+    wrapper = ox.SparseInstFull(model, shape).eval()
+    image = ox.random_image(shape, seed=5)
+    _, kept, slots = _check_against_predict(model, wrapper, path, image)
+    assert kept == slots == min(model.test_cfg['max_per_img'], model.decoder.num_masks)
+    # a threshold that drops about half of the predictions: they sort last, marked not valid
+    from insplug.core.sparseinst.inference import instance_scores
+    with torch.no_grad():
+        raw = model._decode(wrapper.preprocess(image))
+    raw_scores = instance_scores(raw['cls_logits'], raw['obj_logits']).max(-1)[0].flatten()
+    raw_scores = raw_scores.sort().values
+    # the largest gap between consecutive scores in the middle half: no tie at the threshold
+    n = len(raw_scores)
+    gaps = raw_scores[n // 4 + 1:3 * n // 4 + 1] - raw_scores[n // 4:3 * n // 4]
+    half = n // 4 + 1 + int(gaps.argmax())
+    assert raw_scores[half] - raw_scores[half - 1] > 1e-5
+    thr = float(raw_scores[half - 1] + raw_scores[half]) / 2
+    model.test_cfg['score_thr'] = thr
+    path2 = str(tmp_path / 'sparseinst_thr.onnx')
+    ox.export_onnx(model, shape, path2, mode='full')
+    wrapper = ox.SparseInstFull(model, shape).eval()
+    _, kept, slots = _check_against_predict(model, wrapper, path2, image)
+    assert 0 < kept < slots
+
+
+def test_sparseinst_network_export_and_numpy_postprocess(tmp_path):
+    model = ox.build_model(SPARSEINST_DEMO, seed=1)
+    shape = (96, 112)
+    path = str(tmp_path / 'net.onnx')
+    report = ox.export_onnx(model, shape, path, mode='network')
+    assert report['mode'] == 'network' and max(report['max_abs_outputs']) <= 1e-4
+    image = ox.random_image(shape, seed=3)
+    params = ox.preprocess_params(model)
+    inputs = ox.preprocess_numpy(image[0].permute(1, 2, 0).numpy(), params)
+    assert inputs.shape == (1, 3, 96, 128)
+    cls_logits, obj_logits, mask_logits = ox.run_onnxruntime(path, {'inputs': inputs})
+    cfg = model.test_cfg
+    dets = ox.sparseinst_postprocess_numpy(cls_logits[0], obj_logits[0], mask_logits[0], shape,
+                                           cfg['score_thr'], cfg['mask_thr_binary'],
+                                           cfg['max_per_img'])
+    ref = _predict(model, image)
+    np.testing.assert_allclose(dets['scores'], ref.scores.numpy(), rtol=0, atol=1e-4)
+    np.testing.assert_array_equal(dets['labels'], ref.labels.numpy())
+    assert dets['masks'].shape == tuple(ref.masks.shape)
+    # ties: ONNX logits differ from torch by < 1e-4, so only near-threshold pixels may flip
+    assert (dets['masks'] != ref.masks.numpy()).mean() < 1e-3
+
+
+def test_export_never_writes_a_wrong_model(tmp_path, monkeypatch):
+    """A graph that disagrees with PyTorch is refused and deleted, with the difference named."""
+    model = ox.build_model(SPARSEINST_DEMO, seed=0)
+    real = ox.run_onnxruntime
+
+    def corrupted(path, inputs):
+        outs = real(path, inputs)
+        outs[5] = outs[5] + 1e-3  # cls_logits off by 1e-3
+        return outs
+
+    monkeypatch.setattr(ox, 'run_onnxruntime', corrupted)
+    path = tmp_path / 'bad.onnx'
+    with pytest.raises(ox.OnnxExportError, match='disagrees'):
+        ox.export_onnx(model, (64, 64), str(path))
+    assert not path.exists()
+
+
+def test_cli_writes_verified_model(tmp_path, capsys):
+    out = tmp_path / 'cli.onnx'
+    assert ox.main([SPARSEINST_DEMO, 'none', '--shape', '64', '96', '--out', str(out)]) == 0
+    assert out.is_file() and 'verified with onnxruntime' in capsys.readouterr().out
