@@ -49,6 +49,8 @@ setup(
         'detectron2': ['fvcore', 'iopath', 'omegaconf', 'hydra-core', 'cloudpickle',
                        'tabulate', 'yacs', 'tensorboard'],
         # cityscapesscripts: the official Cityscapes evaluator (InsplugCityscapesMetric)
-        'test': ['pytest', 'pytest-timeout', 'faster-coco-eval', 'cityscapesscripts'],
+        # onnx, onnxruntime, onnxscript (torch.onnx imports it): tests/deploy (ONNX export)
+        'test': ['pytest', 'pytest-timeout', 'faster-coco-eval', 'cityscapesscripts', 'onnx',
+                 'onnxruntime', 'onnxscript'],
     },
 )
