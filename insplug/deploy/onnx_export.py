@@ -279,6 +279,10 @@ class NetworkOnly(nn.Module):
         self.sample = DetDataSample(metainfo=dict(
             img_shape=tuple(shape), ori_shape=tuple(shape), pad_shape=self.pad_shape,
             batch_input_shape=self.pad_shape, scale_factor=(1.0, 1.0)))
+        # some tensor-mode forwards (BlendMask, YOLACT) read the ground truth: give none
+        from mmengine.structures import InstanceData
+        self.sample.gt_instances = InstanceData(bboxes=torch.zeros(0, 4),
+                                                labels=torch.zeros(0, dtype=torch.long))
 
     def forward(self, inputs: Tensor):
         return tuple(flatten_outputs(self.model._forward(inputs, [self.sample])))
@@ -469,10 +473,14 @@ def export_onnx(model, shape: Tuple[int, int], out: str, mode: str = 'auto', ops
         if not report['ok']:
             raise OnnxExportError(f'{name} ({mode}): onnxruntime disagrees with PyTorch: '
                                   f'{ {k: v for k, v in report.items() if k != "path"} }')
-    except Exception:
+    except Exception as error:
         if osp.exists(out):
             os.remove(out)
-        raise
+        if isinstance(error, OnnxExportError):
+            raise
+        # e.g. onnxruntime refusing the graph: an exporter symbolic emitted an invalid node
+        raise OnnxExportError(f'{name} ({mode}): the exported graph does not run in onnxruntime: '
+                              f'{_unsupported_op(error)}') from error
     return report
 
 
