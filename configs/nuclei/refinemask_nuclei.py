@@ -1,0 +1,44 @@
+# RefineMask on the DSB2018 nuclei set
+# (../shared/data/nuclei, one class), for the nuclei leaderboard
+# (tools/leaderboard.py CONFIGS... --data nuclei). The method's CPU demo config
+# (refinemask_r18_shapes: ResNet-18 + FPN 64;
+# random init, nothing downloaded) with the nuclei data (configs/_base_/datasets/
+# nuclei_instance.py: 512 px input, flips both ways, COCO segm) and settings for small dense
+# touching nuclei (up to 375 per image, ~13-80 px across at 512 px):
+# - anchors: scale 4 at strides 4..64 (16, 32, 64, ... px base sizes, ratios 0.5/1/2)
+#   cover the 13-80 px nuclei with the first three levels;
+# - RefineMask stages 14 -> 112 px (as the release): finer than any nucleus, so the
+#   boundary refinement works at (or above) the native resolution;
+# - 1000 RPN proposals, 512 sampled RoIs, 400 detections kept per image.
+# Schedule: 400 iterations at batch 2 (2.0 epochs of the 405 training images),
+# sized for ~30 min on 2 idle CPU cores: a 2-iteration smoke run measured 8.2 s / iteration
+# on a shared 2-core machine under a load of ~3-5, taken as about twice the idle time; linear
+# warm-up, LR x0.1 at 75% and 90% of the iterations.
+_base_ = ['../demo/refinemask_r18_shapes.py', '../_base_/datasets/nuclei_instance.py']
+leaderboard = dict(method='RefineMask', family='two-stage')
+num_classes = 1
+model = dict(
+    roi_head=dict(bbox_head=dict(num_classes=num_classes),
+                  mask_head=dict(num_classes=num_classes, stage_num_classes=[num_classes] * 4)),
+    # dense images: 1000 RPN proposals (train and test), 512 sampled RoIs, 400 detections kept
+    train_cfg=dict(rpn_proposal=dict(nms_pre=2000, max_per_img=1000),
+                   rcnn=dict(sampler=dict(num=512))),
+    test_cfg=dict(rpn=dict(nms_pre=2000, max_per_img=1000), rcnn=dict(max_per_img=400)))
+
+train_dataloader = {{_base_.nuclei_train_dataloader}}
+val_dataloader = {{_base_.nuclei_val_dataloader}}
+test_dataloader = val_dataloader
+val_evaluator = {{_base_.nuclei_val_evaluator}}
+test_evaluator = val_evaluator
+
+max_iters = 400
+train_cfg = dict(_delete_=True, type='IterBasedTrainLoop', max_iters=max_iters,
+                 val_interval=max_iters)
+param_scheduler = [
+    dict(type='LinearLR', start_factor=0.001, by_epoch=False, begin=0, end=100),
+    dict(type='MultiStepLR', by_epoch=False, begin=0, end=max_iters,
+         milestones=[300, 360], gamma=0.1),
+]
+default_hooks = dict(checkpoint=dict(_delete_=True, type='CheckpointHook', by_epoch=False,
+                                     interval=400, max_keep_ckpts=2))
+log_processor = dict(by_epoch=False)
