@@ -5,10 +5,10 @@
 # random init, nothing downloaded) with the nuclei data (configs/_base_/datasets/
 # nuclei_instance.py: 512 px input, flips both ways, COCO segm) and settings for small dense
 # touching nuclei (up to 375 per image, ~13-80 px across at 512 px):
-# - FCOS points from stride 8 with the default regress ranges (<= 64 px on P3): nearly
-#   every nucleus is learned on P3, the finest level (8 px between points);
+# - FCOS points from stride 8 on four levels with the demo's size ranges (set for 256 px
+#   shapes): the 13-80 px nuclei are learned on the two finest levels (8 / 16 px apart);
 # - 1000 candidates before NMS, 400 detections kept per image;
-# - pixel embeddings at stride 4 (the release's), 2 px steps at 512 px.
+# - 16-d pixel and proposal embeddings (the release's).
 # Schedule: 1600 iterations at batch 2 (7.9 epochs of the 405 training images),
 # sized for ~30 min on 2 idle CPU cores: a 2-iteration smoke run measured 2.2 s / iteration
 # on a shared 2-core machine under a load of ~3-5, taken as about twice the idle time; linear

@@ -5,8 +5,8 @@
 # random init, nothing downloaded) with the nuclei data (configs/_base_/datasets/
 # nuclei_instance.py: 512 px input, flips both ways, COCO segm) and settings for small dense
 # touching nuclei (up to 375 per image, ~13-80 px across at 512 px):
-# - FCOS points from stride 8 with the default regress ranges (<= 64 px on P3): nearly
-#   every nucleus is learned on P3, the finest level (8 px between points);
+# - FCOS points from stride 8 on four levels with the demo's size ranges (set for 256 px
+#   shapes): the 13-80 px nuclei are learned on the two finest levels (8 / 16 px apart);
 # - 1000 candidates before NMS, 400 detections kept per image;
 # - 36 rays (the release's): nuclei are convex, star-shaped from their centre.
 # Schedule: 1900 iterations at batch 2 (9.4 epochs of the 405 training images),
