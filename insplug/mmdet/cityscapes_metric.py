@@ -42,11 +42,12 @@ with the same result files and the same AP, plus:
 Submission (``format_only=True``, or ``tools/test.py --format-only PREFIX --format
 cityscapes``): the files are written to ``PREFIX/results/`` (mmdet's layout; a previous
 ``PREFIX/results`` is removed first) and are what the Cityscapes server and
-``evalInstanceLevelSemanticLabeling.py`` read (``getPrediction`` finds ``<city>_<seq>_<frame>*.txt``;
-``readPredInfo`` parses the lines).
+``evalInstanceLevelSemanticLabeling.py`` read (``getPrediction`` finds
+``<city>_<seq>_<frame>*.txt``; ``readPredInfo`` parses the lines).
 """
 import contextlib
 import copy
+import json
 import os
 import types
 import os.path as osp
@@ -210,6 +211,10 @@ class InsplugCityscapesMetric(CityScapesMetric):
         with cityscapes_numpy_compat():
             matches = matchGtWithPreds(pred_list, gt_list, gt_instances, args,
                                        self.backend_args)
+        if self.dump_matches:  # mmdet writes matches.json to the cwd; here next to the results
+            with open(osp.join(self.outfile_prefix, 'matches.json'), 'w') as f:
+                json.dump(matches, f, default=lambda o: o.item() if isinstance(o, np.generic)
+                          else o.__dict__)
         aps = CSEval.evaluateMatches(matches, args)
         averages = CSEval.computeAverages(aps, args)
         eval_results = OrderedDict()

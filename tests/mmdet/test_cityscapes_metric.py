@@ -128,7 +128,10 @@ def test_dataset_reads_the_sample(sample):
 
 
 def test_perfect_predictions_ap_1(sample, tmp_path):
-    _, results = _evaluate(sample, tmp_path, _predictions(sample, CLASSES), eval_classes='all')
+    metric, results = _evaluate(sample, tmp_path, _predictions(sample, CLASSES),
+                                eval_classes='all', dump_matches=True)
+    with open(osp.join(metric.outfile_prefix, 'matches.json')) as f:
+        assert len(json.load(f)) == len(OBJECTS)
     assert results['mAP'] == pytest.approx(1.0) and results['AP@50'] == pytest.approx(1.0)
     assert results['car_AP'] == pytest.approx(1.0)
     assert results['person_AP'] == pytest.approx(1.0)
@@ -253,8 +256,9 @@ def _configure(argv):
     return configure(parse_args(argv))
 
 
-@pytest.mark.parametrize('config', ['configs/spatialembeddings/spatialembeddings_erfnet_cityscapes.py',
-                                    'configs/discriminative/discriminative_erfnet_cityscapes.py'])
+@pytest.mark.parametrize('config', [
+    'configs/spatialembeddings/spatialembeddings_erfnet_cityscapes.py',
+    'configs/discriminative/discriminative_erfnet_cityscapes.py'])
 def test_cityscapes_configs_and_test_tool_format(config, tmp_path):
     config = osp.join(REPO, config)
     cfg = _configure([config, 'ckpt.pth', '--work-dir', str(tmp_path)])
