@@ -162,3 +162,13 @@ def test_cli_writes_verified_model(tmp_path, capsys):
     out = tmp_path / 'cli.onnx'
     assert ox.main([SPARSEINST_DEMO, 'none', '--shape', '64', '96', '--out', str(out)]) == 0
     assert out.is_file() and 'verified with onnxruntime' in capsys.readouterr().out
+
+
+def test_refinemask_export_is_refused_not_written(tmp_path):
+    """RefineMask (two-stage: RPN proposals, RoIAlign, NMS) is not exported by this tool (see
+    docs/onnx_export.md): the attempt fails with OnnxExportError and leaves no file."""
+    model = ox.build_model(osp.join(REPO, 'configs/demo/refinemask_r18_shapes.py'), seed=0)
+    path = tmp_path / 'refinemask.onnx'
+    with pytest.raises(ox.OnnxExportError, match='MaskRCNN'):
+        ox.export_onnx(model, (64, 64), str(path))
+    assert not path.exists()
