@@ -199,10 +199,10 @@ def _load_cfg(config, cfg_options=None, force=None):
     from mmengine.config import Config
     from mmengine.registry import init_default_scope
     cfg = Config.fromfile(resolve_config(config))
-    if cfg_options:
-        cfg.merge_from_dict(cfg_options)
     if force:
         force_detections(cfg.model, force)
+    if cfg_options:  # after forcing: explicit options win
+        cfg.merge_from_dict(cfg_options)
     init_default_scope(cfg.get('default_scope', 'mmdet'))
     return cfg
 
@@ -292,8 +292,13 @@ SUITE = [
          methods=['insplug::refinemask_r50.py'], scaling=True),
     dict(name='YOLACT vs mmdet YOLACT', anchor='mmdet::yolact/yolact_r50_1xb8-55e_coco.py',
          methods=['insplug::yolact/yolact_r50_coco.py']),
+    # mmdet's SOLOv2 computes a mask for every (grid cell, class) above score_thr before its
+    # nms_pre: with score_thr 0 that is 3872 x 80 masks (17 GB at 800 px). 0.745 keeps about
+    # its nms_pre (500) candidates of the seeded random model at 256-800 px.
     dict(name='SparseInst vs SOLOv2', anchor='mmdet::solov2/solov2_r50_fpn_1x_coco.py',
-         methods=['insplug::sparseinst/sparseinst_r50_giam.py'], scaling=True),
+         methods=['insplug::sparseinst/sparseinst_r50_giam.py'], scaling=True,
+         cfg_options={'mmdet::solov2/solov2_r50_fpn_1x_coco.py': {
+             'model.test_cfg.score_thr': 0.745}}),
     dict(name='one-stage vs CondInst',
          anchor='mmdet::condinst/condinst_r50_fpn_ms-poly-90k_coco_instance.py',
          methods=['insplug::blendmask/blendmask_r50_1x.py',
@@ -548,16 +553,17 @@ def run_suite(groups, sizes, train_sizes, num_iters, warmup, threads, dets, scal
             scaling = bool(group.get('scaling')) and config != group.get('anchor')
             tasks.append((group, config, scaling))
     results = [None] * len(tasks)
-    spawn = multiprocessing.get_context('spawn')
-    # one fresh process per config (max_tasks_per_child=1): peak RSS and caches do not carry
-    with ProcessPoolExecutor(max_workers=max(1, jobs), mp_context=spawn,
-                             max_tasks_per_child=1) as pool:
+    # each config in its own fresh process (peak RSS and caches do not carry over, and a
+    # config that crashes or is killed, e.g. out of memory, fails alone); ``jobs`` at a time
+    from concurrent.futures import ThreadPoolExecutor
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         futures = {}
         for i, (group, config, scaling) in enumerate(tasks):
+            options = dict(cfg_options or {}, **group.get('cfg_options', {}).get(config, {}))
             futures[pool.submit(
-                _timed_config, measure_suite_config, config, sizes, train_sizes, num_iters,
-                warmup, threads, dets, scaling_dets if scaling else (),
-                scaling_sizes if scaling else (), cfg_options, batch4_sizes)] = i
+                _in_fresh_process, _timed_config, measure_suite_config, config, sizes,
+                train_sizes, num_iters, warmup, threads, dets, scaling_dets if scaling else (),
+                scaling_sizes if scaling else (), options or None, batch4_sizes)] = i
             log(f'[suite] queued {group["name"]}: {config}')
         for future in as_completed(futures):
             i = futures[future]
@@ -774,7 +780,8 @@ def main(argv=None):
                        help='256 px, 1 timed iteration, no warm-up, small scaling')
     suite.add_argument('--ap-json', help='{config name: demo-set mask AP} for the plot')
     suite.add_argument('--suite-spec', help='JSON list of groups replacing the built-in suite: '
-                                            '[{"name", "anchor", "methods", "scaling"}]')
+                                            '[{"name", "anchor", "methods", "scaling", '
+                                            '"cfg_options": {config: {key: value}}}]')
     suite.add_argument('--only', nargs='+', help='groups whose name contains one of these')
     suite.add_argument('--jobs', type=int, default=1,
                        help='configs measured at the same time, one process each (default 1; '
