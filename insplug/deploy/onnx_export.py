@@ -36,7 +36,6 @@ import math
 import os
 import os.path as osp
 import sys
-import tempfile
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -118,7 +117,7 @@ def padded_shape(shape: Sequence[int], divisor: int) -> Tuple[int, int]:
 
 
 class Preprocess(nn.Module):
-    """(1, 3, H, W) BGR 0..255 -> (1, 3, Hp, Wp) normalised, zero... ``pad_value``-padded."""
+    """(1, 3, H, W) BGR 0..255 -> (1, 3, Hp, Wp): RGB, normalised, padded with ``pad_value``."""
 
     def __init__(self, params: dict, shape: Tuple[int, int]):
         super().__init__()
@@ -502,7 +501,6 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    from mmengine.config import DictAction  # noqa: F401  (mmengine present)
     cfg_options = None
     if args.cfg_options:
         import ast
