@@ -40,7 +40,8 @@ training, parameters, FLOPs per
 image, achieved GFLOP/s and its share of the conv peak (a large 3x3 conv2d timed in the same
 run with the same thread count), and from one profiled inference (torch.profiler): the
 convolution share of the self time, the post-processing share (time inside the heads'
-``predict_by_feat``, minus the convolutions run there: decoding, NMS, thresholds, mask
+``predict_by_feat`` and functions named ``*_inference`` / ``*postprocess*``, minus the
+convolutions run there: decoding, NMS, thresholds, mask
 assembly, paste) and the paste share (time inside any function whose name contains ``paste``
 in insplug's and mmdet's modules, e.g. mmdet's ``_do_paste_mask``). Scaling rows for the
 groups marked ``scaling`` (RefineMask, SparseInst): latency against the number of forced
@@ -357,11 +358,13 @@ def conv_peak_gflops(threads=1, repeats=5):
 def _annotate(model):
     """Label the post-processing and paste calls for torch.profiler (in this process only).
 
-    Every module's ``predict_by_feat`` (instance attribute wrapping the bound method) and every
-    function whose name contains ``paste`` in the loaded insplug / mmdet modules run inside a
-    ``record_function`` range.
+    Every module's ``predict_by_feat`` (instance attribute wrapping the bound method), every
+    function of the loaded insplug / mmdet modules whose name has a word ``inference`` or
+    ``postprocess`` (post-processing, e.g. ``sparseinst_inference``) and every one whose name
+    contains ``paste`` (paste) run inside a ``record_function`` range.
     """
     import functools
+    import re
     import types
     from torch.profiler import record_function
 
@@ -377,13 +380,18 @@ def _annotate(model):
         fn = getattr(module, 'predict_by_feat', None)
         if callable(fn) and not getattr(fn, '_insplug_bench', False):
             module.predict_by_feat = wrap(fn, _LABEL + 'postprocess')
+    postprocess = re.compile(r'(^|_)(inference|postprocess)($|_)')
     for name, module in list(sys.modules.items()):
         if module is None or not name.startswith(('insplug.', 'mmdet.')):
             continue
         for attr, value in list(vars(module).items()):
-            if ('paste' in attr.lower() and isinstance(value, types.FunctionType)
-                    and not getattr(value, '_insplug_bench', False)):
+            if (not isinstance(value, types.FunctionType)
+                    or getattr(value, '_insplug_bench', False)):
+                continue
+            if 'paste' in attr.lower():
                 setattr(module, attr, wrap(value, _LABEL + 'paste'))
+            elif postprocess.search(attr.lower()):  # e.g. sparseinst_inference
+                setattr(module, attr, wrap(value, _LABEL + 'postprocess'))
 
 
 def _union_length(intervals):
