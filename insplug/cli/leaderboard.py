@@ -23,8 +23,11 @@ DSB2018, ``NucleiDataset``) or ``shapes`` (the bundled synthetic set, ``data/sha
 loader and evaluator of the config is pointed at it (``--data-root`` to use another copy).
 ``--max-iters N`` replaces the schedule by N iterations (short linear warm-up, then constant LR)
 and ``--max-epochs N`` caps an epoch-based schedule at N epochs: the budget is recorded in each
-row. Progress (entry, iteration, elapsed time and the ETA of the whole board) is printed as it
-goes. A config may set ``leaderboard = dict(method='SparseInst', family='query-based')``; without
+row. A rerun with another budget or data set trains that entry again, continuing from its work
+dir's last checkpoint (a longer budget extends the run); use a new ``--out`` for a fresh board.
+Progress (entry, iteration, elapsed time and the ETA of the whole board: the time per entry so
+far times the entries left) is printed as it goes; leaderboard.md / .json / .png are rewritten
+after every entry, so a partial board is readable while the rest trains. A config may set ``leaderboard = dict(method='SparseInst', family='query-based')``; without
 it the method is the config's file name and the family is guessed from the model type.
 """
 import argparse
@@ -145,6 +148,9 @@ def _make_hooks(board):
         def __init__(self):
             self.before = 0.0  # seconds trained by earlier (interrupted) runs
             self.start = None
+            self.val_s = 0.0  # validation inside runner.train() (mmengine's loops validate
+            self.metrics = None  # after the last iteration / epoch): not train time
+            self.val_start = None
 
         def after_load_checkpoint(self, runner, checkpoint):
             self.before = float(checkpoint.get('meta', {}).get(TRAIN_TIME_KEY, 0.0))
@@ -154,7 +160,15 @@ def _make_hooks(board):
             board.entry_start_iter = runner.iter
 
         def train_seconds(self):
-            return self.before + (time.time() - self.start if self.start else 0.0)
+            return self.before + (time.time() - self.start - self.val_s if self.start else 0.0)
+
+        def before_val_epoch(self, runner):
+            self.val_start = time.time()
+
+        def after_val_epoch(self, runner, metrics=None):
+            if self.start is not None and self.val_start is not None:
+                self.val_s += time.time() - self.val_start
+            self.metrics = metrics
 
         def before_save_checkpoint(self, runner, checkpoint):
             checkpoint.setdefault('meta', {})[TRAIN_TIME_KEY] = self.train_seconds()
@@ -273,10 +287,12 @@ def run_entry(config, args, board, out):
     runner.register_hook(hook)
     runner.train()
     train_s = hook.train_seconds()
+    metrics = hook.metrics  # the loop's validation after its last iteration / epoch
+    if metrics is None:  # resumed a run whose training had finished: nothing validated it
+        with torch.no_grad():
+            metrics = runner.val()
     log(f'entry {board.index + 1}/{board.num_entries} {name}: trained ({budget}, '
-        f'{_fmt_s(train_s)}); evaluating on val')
-    with torch.no_grad():
-        metrics = runner.val()
+        f'{_fmt_s(train_s)}) and evaluated on val; measuring latency')
     model = runner.model
     row = dict(config=config, name=name, data=args.data, budget=budget, **meta,
                params_m=sum(p.numel() for p in model.parameters()) / 1e6,
