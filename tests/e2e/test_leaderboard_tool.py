@@ -96,3 +96,20 @@ def test_budget_options():
     assert leaderboard.apply_budget(cfg, max_iters=7) == '7 iters'
     assert cfg.train_cfg.max_iters == 7 and cfg.train_dataloader.sampler.type == \
         'InfiniteSampler'
+
+
+def test_board_markdown_ranks_by_mask_ap_and_lists_failures(tmp_path):
+    def row(name, ap, latency):
+        return dict(name=name, method=name.upper(), family='one-stage', budget='1 iters',
+                    params_m=1.0, gflops=2.0, train_s=61.0, latency_ms=latency, mask_ap=ap,
+                    ap50=ap, ap75=None, aps=None)
+    board = dict(data='shapes', date='2026-01-01 00:00 UTC', torch='x', threads=1,
+                 latency_images=1, machine=dict(processor='cpu', cpus=2),
+                 rows=[row('low', 0.1, 10.0), dict(name='broken', error='ValueError: x'),
+                       row('high', 0.5, 20.0)])
+    lines = leaderboard.board_markdown(board).splitlines()
+    ranked = [line for line in lines if line.startswith('| 1 ') or line.startswith('| 2 ')]
+    assert ranked[0].startswith('| 1 | HIGH |') and ranked[1].startswith('| 2 | LOW |')
+    assert '| 0:01:01 |' in ranked[0] and '| 0.500 | 0.500 | - | - |' in ranked[0]
+    assert any('broken' in line and 'failed: ValueError: x' in line for line in lines)
+    assert leaderboard.board_plot(board, str(tmp_path / 'p.png')) == 2
