@@ -193,6 +193,7 @@ class Board:
         self.entry_started = None
         self.entry_start_iter = 0
         self.skipped = 0
+        self.train_shares = []  # share of each finished entry's wall time spent training
 
     def eta(self, fraction_of_entry=0.0):
         """Seconds left for the board: the time per entry so far times the entries left."""
@@ -206,7 +207,10 @@ class Board:
 
     def progress(self, it, max_iters):
         run_iters = max(it - self.entry_start_iter, 1)
-        fraction = run_iters / max(max_iters - self.entry_start_iter, 1)
+        # evaluation and latency follow the training: scale by the training share of the
+        # entries finished so far (0.8 before any)
+        share = statistics.mean(self.train_shares) if self.train_shares else 0.8
+        fraction = share * run_iters / max(max_iters - self.entry_start_iter, 1)
         eta = self.eta(fraction)
         log(f'entry {self.index + 1}/{self.num_entries}: iter {it}/{max_iters}; board elapsed '
             f'{_fmt_s(time.time() - self.started)}, ETA '
@@ -287,6 +291,7 @@ def run_entry(config, args, board, out):
     runner.register_hook(hook)
     runner.train()
     train_s = hook.train_seconds()
+    hook.train_seconds_this_run = train_s - hook.before
     metrics = hook.metrics  # the loop's validation after its last iteration / epoch
     if metrics is None:  # resumed a run whose training had finished: nothing validated it
         with torch.no_grad():
@@ -302,7 +307,9 @@ def run_entry(config, args, board, out):
         value = metrics.get(f'{prefix}/{metric}')
         row[key] = None if value is None or value < 0 else float(value)
     row.update(_latency_and_flops(model, runner.val_dataloader, args.latency_images))
-    board.trained_time += time.time() - board.entry_started
+    entry_wall = time.time() - board.entry_started
+    board.trained_time += entry_wall
+    board.train_shares.append(min(1.0, hook.train_seconds_this_run / max(entry_wall, 1e-6)))
     board.entry_started = None
     board.done_fraction += 1
     with open(entry_path, 'w') as f:
