@@ -498,7 +498,8 @@ def measure_suite_config(config, sizes, train_sizes=(), num_iters=3, warmup=1, t
     if scaling_dets or scaling_sizes:
         state = model.state_dict()
         base = min(sizes)
-        points = [(base, n) for n in scaling_dets] + [(s, dets) for s in scaling_sizes]
+        points = list(dict.fromkeys(  # no point twice
+            [(base, n) for n in scaling_dets] + [(s, dets) for s in scaling_sizes]))
         models = {dets: model}
         for size, n in points:
             point = dict(config=config, name=config_name(config), size=size, dets=n)

@@ -46,7 +46,9 @@ def test_suite_quick_on_two_demo_configs(tmp_path):
             < 1e-9
     # scaling rows: the method only (not the anchor), detections at the smallest size and sizes
     assert by_name['mask_rcnn_r18_shapes']['scaling'] == []
-    points = {(p['size'], p['dets']): p for p in by_name['refinemask_r18_shapes']['scaling']}
+    scaling = by_name['refinemask_r18_shapes']['scaling']
+    points = {(p['size'], p['dets']): p for p in scaling}
+    assert len(points) == len(scaling)  # no point twice
     assert set(points) == {(64, 5), (64, 10), (32, 10)}
     assert [points[(64, n)]['dets_per_img'] for n in (5, 10)] == [5, 10]
     assert all(p['num_ops'] > 0 and p['latency_ms'] > 0 for p in points.values())
