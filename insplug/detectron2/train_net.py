@@ -32,7 +32,9 @@ from .solver import build_optimizer
 
 
 # where each of insplug's meta-architectures reads its class count (the others, e.g. a
-# GeneralizedRCNN with RefineMask's or CenterMask's ROI heads, read MODEL.ROI_HEADS.NUM_CLASSES)
+# GeneralizedRCNN with RefineMask's or CenterMask's ROI heads, read MODEL.ROI_HEADS.NUM_CLASSES).
+# A meta-architecture may instead name its key itself, as a class attribute
+# ``num_classes_key = 'MODEL.INSPLUG.X.NUM_CLASSES'`` (see :func:`num_classes_key`).
 NUM_CLASSES_KEYS = {
     'InsplugSparseInst': 'MODEL.INSPLUG.SPARSEINST.DECODER.NUM_CLASSES',
     'InsplugBlendMask': 'MODEL.INSPLUG.FCOS.NUM_CLASSES',
@@ -46,9 +48,21 @@ NUM_CLASSES_KEYS = {
 }
 
 
+def num_classes_key(meta_architecture):
+    """The config key from which a meta-architecture reads its class count: the class's own
+    ``num_classes_key`` attribute, else :data:`NUM_CLASSES_KEYS`, else
+    ``MODEL.ROI_HEADS.NUM_CLASSES`` (detectron2's R-CNN family)."""
+    from detectron2.modeling import META_ARCH_REGISTRY
+    cls = META_ARCH_REGISTRY._obj_map.get(meta_architecture)
+    own = getattr(cls, 'num_classes_key', None)
+    if own:
+        return own
+    return NUM_CLASSES_KEYS.get(meta_architecture, 'MODEL.ROI_HEADS.NUM_CLASSES')
+
+
 def num_classes_field(cfg):
     """(config key, value) of the model's class count."""
-    key = NUM_CLASSES_KEYS.get(cfg.MODEL.META_ARCHITECTURE, 'MODEL.ROI_HEADS.NUM_CLASSES')
+    key = num_classes_key(cfg.MODEL.META_ARCHITECTURE)
     value = cfg
     for part in key.split('.'):
         value = value[part]
