@@ -232,6 +232,16 @@ def masks_to_boxes_traceable(masks: Tensor) -> Tensor:
 FULL_WRAPPERS = {'SparseInst': SparseInstFull}
 
 
+def full_wrapper_class(model):
+    """The full-model wrapper of ``model``: by class name (:data:`FULL_WRAPPERS`), else the
+    traceable two-stage wrapper for RPN + RoI-head models it reproduces, else None."""
+    from .two_stage import TwoStageFull, supports_two_stage
+    name = type(model).__name__
+    if name in FULL_WRAPPERS:
+        return FULL_WRAPPERS[name]
+    return TwoStageFull if supports_two_stage(model) else None
+
+
 def sparseinst_postprocess_numpy(cls_logits: np.ndarray, obj_logits: np.ndarray,
                                  mask_logits: np.ndarray, img_shape: Tuple[int, int],
                                  score_thr: float = 0.005, mask_thr: float = 0.45,
@@ -416,15 +426,17 @@ def export_onnx(model, shape: Tuple[int, int], out: str, mode: str = 'auto', ops
     """
     shape = tuple(int(s) for s in shape)
     name = type(model).__name__
+    full_class = full_wrapper_class(model)
     if mode == 'auto':
-        mode = 'full' if name in FULL_WRAPPERS else 'network'
-    if mode == 'full' and name not in FULL_WRAPPERS:
+        mode = 'full' if full_class is not None else 'network'
+    if mode == 'full' and full_class is None:
         raise OnnxExportError(f'no full-model export for {name} (available: '
-                              f'{sorted(FULL_WRAPPERS)}); use mode="network"')
+                              f'{sorted(FULL_WRAPPERS)} and RPN + StandardRoIHead/RefineRoIHead '
+                              'two-stage models); use mode="network"')
     model.eval()
     replaced = replace_adaptive_pools(model)
     if mode == 'full':
-        wrapper = FULL_WRAPPERS[name](model, shape).eval()
+        wrapper = full_class(model, shape).eval()
         example = random_image(shape, seed)
         input_name, output_names = 'image', list(wrapper.output_names)
     else:
@@ -452,7 +464,12 @@ def export_onnx(model, shape: Tuple[int, int], out: str, mode: str = 'auto', ops
             with torch.no_grad():
                 torch_outs = wrapper(image)
             wrapper.return_probs = False
-            report.update(compare_full(torch_outs, onnx_outs, wrapper.mask_thr, atol))
+            if hasattr(wrapper, 'reference'):  # two-stage: against mmdet's own predict too
+                from .two_stage import compare_two_stage
+                report.update(compare_two_stage(torch_outs, onnx_outs, wrapper.reference(image),
+                                                wrapper.mask_thr, atol))
+            else:
+                report.update(compare_full(torch_outs, onnx_outs, wrapper.mask_thr, atol))
             report['outputs'] = output_names
         else:
             inputs = torch.from_numpy(preprocess_numpy(

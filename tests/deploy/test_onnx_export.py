@@ -164,11 +164,61 @@ def test_cli_writes_verified_model(tmp_path, capsys):
     assert out.is_file() and 'verified with onnxruntime' in capsys.readouterr().out
 
 
-def test_refinemask_export_is_refused_not_written(tmp_path):
-    """RefineMask (two-stage: RPN proposals, RoIAlign, NMS) is not exported by this tool (see
-    docs/onnx_export.md): the attempt fails with OnnxExportError and leaves no file."""
-    model = ox.build_model(osp.join(REPO, 'configs/demo/refinemask_r18_shapes.py'), seed=0)
-    path = tmp_path / 'refinemask.onnx'
-    with pytest.raises(ox.OnnxExportError, match='MaskRCNN'):
+def _spread_heads(model, seed=0):
+    """Random RPN / box-head weights with spread (std 0.1 / 0.02), so proposals and class
+    scores differ from image to image and have no ties: a graph that froze the tracing image's
+    selections would disagree on the other images."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if name.startswith(('rpn_head', 'roi_head.bbox_head')):
+                std = 0.1 if name.startswith('rpn_head') else 0.02
+                param.copy_(torch.randn(param.shape, generator=gen) * std)
+    return model
+
+
+@pytest.mark.parametrize('config,score_thr', [
+    ('configs/demo/refinemask_r18_shapes.py', None),
+    ('configs/demo/refinemask_r18_shapes.py', 0.19),   # fewer detections than the K slots
+    ('configs/demo/mask_rcnn_r18_shapes.py', None)])
+def test_two_stage_full_export_matches_predict(tmp_path, config, score_thr):
+    """RefineMask / Mask R-CNN, pre-processing to pasted masks in one graph (traceable RPN,
+    RoI pooling, NMS): on images other than the tracing one, onnxruntime gives mmdet's own
+    ``predict`` detections (same labels in the same order, scores within 1e-4, boxes within
+    1e-3 px) and 0 differing mask pixels away from the threshold ties."""
+    from insplug.deploy.two_stage import TwoStageFull, compare_two_stage
+    model = _spread_heads(ox.build_model(osp.join(REPO, config), seed=0))
+    if score_thr is not None:
+        model.test_cfg.rcnn.score_thr = score_thr
+        model.roi_head.test_cfg.score_thr = score_thr
+    shape = (128, 160)
+    path = tmp_path / 'two_stage.onnx'
+    report = ox.export_onnx(model, shape, str(path), mode='auto')
+    assert report['mode'] == 'full' and report['ok'] and path.is_file()
+    wrapper = TwoStageFull(model, shape).eval()
+    wrapper.return_probs = True
+    kept = []
+    for seed in (2,):  # export_onnx already checked image seed 1
+        image = ox.random_image(shape, seed)
+        onnx_outs = ox.run_onnxruntime(str(path), {'image': image.numpy()})
+        with torch.no_grad():
+            torch_outs = wrapper(image)
+        result = compare_two_stage(torch_outs, onnx_outs, wrapper.reference(image),
+                                   wrapper.mask_thr)
+        assert result['ok'], result
+        assert result['mask_pixels_differing_off_ties'] == 0
+        kept.append(result['kept_onnx'])
+        assert result['kept_onnx'] > 0
+    if score_thr is not None:  # the padding path: fewer real detections than slots
+        assert max(kept) < model.test_cfg.rcnn.max_per_img, kept
+
+
+def test_pointrend_export_is_refused_not_written(tmp_path):
+    """PointRend (two-stage with point-subdivision inference) has no full wrapper; its
+    tensor-mode network cannot be traced faithfully (proposal selection per image): the attempt
+    fails with OnnxExportError and leaves no file."""
+    model = ox.build_model(osp.join(REPO, 'configs/demo/point_rend_r18_shapes.py'), seed=0)
+    path = tmp_path / 'point_rend.onnx'
+    with pytest.raises(ox.OnnxExportError, match='PointRend'):
         ox.export_onnx(model, (64, 64), str(path))
     assert not path.exists()

@@ -51,7 +51,9 @@ def boundary_band(masks, width):
     fg_count = window_counts(fg, width)
     bg_count = area - fg_count
     limit = OPPOSITE_FRACTION * area
-    return torch.where(fg, bg_count > limit, fg_count > limit)
+    # foreground pixels with enough background around them, and vice versa (logical ops rather
+    # than a boolean torch.where: same result, and onnxruntime has no boolean Where kernel)
+    return (fg & (bg_count > limit)) | (~fg & (fg_count > limit))
 
 
 def resize_binary(masks, size):
