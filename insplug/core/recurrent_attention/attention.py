@@ -60,7 +60,7 @@ def extract_patch(x: Tensor, filter_y: Tensor, filter_x: Tensor) -> Tensor:
     Returns:
         (B, C, FH, FW).
     """
-    return torch.einsum('bhp,bchw,bwq->bcpq', filter_y, x, filter_x)
+    return filter_y.transpose(1, 2)[:, None] @ x @ filter_x[:, None]
 
 
 def paste_patch(patch: Tensor, filter_y: Tensor, filter_x: Tensor) -> Tensor:
@@ -74,7 +74,7 @@ def paste_patch(patch: Tensor, filter_y: Tensor, filter_x: Tensor) -> Tensor:
     Returns:
         (B, C, H, W).
     """
-    return torch.einsum('bhp,bcpq,bwq->bchw', filter_y, patch, filter_x)
+    return filter_y[:, None] @ patch @ filter_x.transpose(1, 2)[:, None]
 
 
 def unnormalize_attention(ctr_norm: Tensor, lg_size: Tensor, height: int,
@@ -150,8 +150,8 @@ def soft_attention_box(filter_y: Tensor, filter_x: Tensor, lg_gamma: Tensor,
     Returns:
         (B, H, W) in (0, 1).
     """
-    ones = filter_y.new_ones(filter_y.shape[0], 1, filter_y.shape[2], filter_x.shape[2])
-    pasted = paste_patch(ones, filter_y, filter_x)[:, 0]
+    # Fy 1 Fx^T of an all-ones patch is the outer product of the filters' row sums
+    pasted = filter_y.sum(2)[:, :, None] * filter_x.sum(2)[:, None, :]
     return torch.sigmoid(torch.exp(lg_gamma).view(-1, 1, 1) * pasted + beta)
 
 
