@@ -89,26 +89,26 @@ def deform_psroi_pool(feat, rois, offset, spatial_scale, out_size, part_size=Non
     valid = (ws >= -0.5) & (ws <= width - 0.5) & (hs >= -0.5) & (hs <= height - 0.5)
     ws = ws.clamp(0.0, width - 1.0)
     hs = hs.clamp(0.0, height - 1.0)
-    x1 = torch.floor(ws)
-    y1 = torch.floor(hs)
-    x2 = torch.ceil(ws)
-    y2 = torch.ceil(hs)
-    dx = ws - x1
-    dy = hs - y1
-    flat = feat.permute(0, 2, 3, 1).reshape(batch * height * width, channels)
-    base = (rois[:, 0].long() * height * width)[:, None, None, None, None]
-    vmask = valid.to(dtype)
-    out = None
-    for yy, xx, wgt in ((y1, x1, (1 - dx) * (1 - dy)), (y2, x1, (1 - dx) * dy),
-                        (y1, x2, dx * (1 - dy)), (y2, x2, dx * dy)):
-        idx = (base + yy.long() * width + xx.long()).reshape(-1)
-        term = flat[idx] * (wgt * vmask).reshape(-1, 1)
-        out = term if out is None else out + term
-    out = out.reshape(num_rois, size, size, k * k, channels).sum(3)
-    count = vmask.reshape(num_rois, size, size, k * k).sum(3)
-    out = torch.where(count[..., None] > 0, out / count.clamp(min=1)[..., None],
-                      torch.zeros_like(out))
-    return out.permute(0, 3, 1, 2).contiguous()
+    # bilinear reads of the clamped points: grid_sample with align_corners=True maps -1..1 onto
+    # pixel centres 0..W-1, so it reads exactly the kernel's four neighbours and weights
+    gx = ws / max(width - 1, 1) * 2 - 1
+    gy = hs / max(height - 1, 1) * 2 - 1
+    grid = torch.stack([gx, gy], -1).reshape(num_rois, size * size, k * k, 2)
+    vmask = valid.to(dtype).reshape(num_rois, size * size, k * k)
+    batch_idx = rois[:, 0].long()
+    out = feat.new_zeros(num_rois, channels, size * size)
+    for b in range(batch):  # one grid_sample per image
+        sel = (batch_idx == b).nonzero(as_tuple=False).squeeze(1)
+        if sel.numel() == 0:
+            continue
+        g = grid[sel].reshape(1, -1, k * k, 2)
+        vals = F.grid_sample(feat[b:b + 1], g, mode='bilinear', padding_mode='zeros',
+                             align_corners=True)  # (1, C, Rb S S, k k)
+        vals = vals.reshape(channels, sel.numel(), size * size, k * k) * vmask[sel][None]
+        out = out.index_copy(0, sel, vals.sum(-1).permute(1, 0, 2))
+    count = vmask.sum(-1)  # (R, S S)
+    out = torch.where(count[:, None] > 0, out / count.clamp(min=1)[:, None], torch.zeros_like(out))
+    return out.reshape(num_rois, channels, size, size)
 
 
 def adaptive_weighted_pool(x, weight_logits, kernel=3, stride=2, padding=1):
@@ -165,6 +165,11 @@ class DiscriminativeRoIPool(nn.Module):
         self.weight_conv = nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False)
         nn.init.zeros_(self.weight_conv.weight)
         self.weight_norm = nn.InstanceNorm2d(out_channels, affine=True)
+
+    @property
+    def output_size(self):
+        """(S, S), the attribute mmdet's RoI extractors read."""
+        return (self.out_size, self.out_size)
 
     def forward(self, feat, rois):
         """feat: (B, C, H, W); rois: (R, 5) -> (R, C, S, S)."""
