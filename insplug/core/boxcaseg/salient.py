@@ -5,6 +5,8 @@ mask). Here the salient set is cut from an instance set with masks (the bundled 
 each instance whose box, grown by ``margin`` of its side on every side, contains no pixel of any
 other instance becomes one image (the window) with one annotation (its mask in the window).
 Windows are clipped to the image; instances smaller than ``min_size`` px are skipped.
+``salient_masks_to_coco`` turns an image + PNG-mask salient set (DUT-TR-Single) into a COCO json.
+Command line: ``python -m insplug.core.boxcaseg.salient --ann A.json --img-dir D --out OUT``.
 
 The written set is a COCO json with the source's categories, so any COCO dataset class reads it.
 """
@@ -113,3 +115,60 @@ def make_salient_crops(ann_file, img_dir, out_dir, margin=0.2, min_size=8, max_i
     with open(path, 'w') as f:
         json.dump(out, f)
     return path
+
+
+def salient_masks_to_coco(img_dir, mask_dir, out_json, category='salient'):
+    """COCO json of a salient-object set stored as images + PNG masks (DUT-TR-Single layout:
+    ``NAME.jpg`` in ``img_dir``, ``NAME.png`` in ``mask_dir``, foreground > 127).
+
+    Returns:
+        path of the written json (file names relative to ``img_dir``).
+    """
+    images, anns = [], []
+    for name in sorted(os.listdir(img_dir)):
+        stem = osp.splitext(name)[0]
+        mask_path = osp.join(mask_dir, stem + '.png')
+        if not osp.exists(mask_path):
+            continue
+        m = np.asarray(Image.open(mask_path).convert('L')) > 127
+        if not m.any():
+            continue
+        new_id = len(images) + 1
+        rle = mask_utils.encode(np.asfortranarray(m.astype(np.uint8)))
+        rle['counts'] = rle['counts'].decode('ascii')
+        ys, xs = np.nonzero(m)
+        images.append(dict(id=new_id, file_name=name, height=m.shape[0], width=m.shape[1]))
+        anns.append(dict(id=new_id, image_id=new_id, category_id=1, iscrowd=0,
+                         bbox=[float(xs.min()), float(ys.min()), float(xs.max() - xs.min() + 1),
+                               float(ys.max() - ys.min() + 1)],
+                         area=float(m.sum()), segmentation=rle))
+    with open(out_json, 'w') as f:
+        json.dump(dict(images=images, annotations=anns,
+                       categories=[dict(id=1, name=category)]), f)
+    return out_json
+
+
+def main(argv=None):
+    import argparse
+    parser = argparse.ArgumentParser(
+        description='BoxCaseg salient images: single-object crops of a COCO instance set '
+                    '(--ann), or a COCO json of an image + PNG mask folder pair (--masks).')
+    parser.add_argument('--ann', help='COCO instance json to cut single-object crops from')
+    parser.add_argument('--masks', help='folder of PNG saliency masks (with --img-dir)')
+    parser.add_argument('--img-dir', required=True)
+    parser.add_argument('--out', required=True,
+                        help='output folder (--ann) or json path (--masks)')
+    parser.add_argument('--margin', type=float, default=0.2)
+    parser.add_argument('--min-size', type=int, default=8)
+    args = parser.parse_args(argv)
+    if (args.ann is None) == (args.masks is None):
+        parser.error('give exactly one of --ann, --masks')
+    if args.ann:
+        path = make_salient_crops(args.ann, args.img_dir, args.out, args.margin, args.min_size)
+    else:
+        path = salient_masks_to_coco(args.img_dir, args.masks, args.out)
+    print(path)
+
+
+if __name__ == '__main__':
+    main()

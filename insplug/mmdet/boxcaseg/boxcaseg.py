@@ -147,7 +147,7 @@ class BoxCaseg(BaseDetector):
             b = boxes[sel]
             h, w = sample.img_shape[:2]
             if rescale:
-                scale = b.new_tensor(sample.scale_factor).repeat(2)
+                scale = b.new_tensor(sample.metainfo.get('scale_factor', (1.0, 1.0))).repeat(2)
                 b = b / scale
                 h, w = sample.ori_shape[:2]
             res = InstanceData()
