@@ -270,3 +270,13 @@ def test_network_box_stage_and_teacher():
     ctr0 = out['ctr'][0, 0]
     fed = [(teacher['ctr_noisy'][0, m]) for m in range(2)]
     assert any(torch.allclose(ctr0, c) for c in fed)
+
+
+def test_corner_box_iou_hand_worked():
+    from insplug.core.recurrent_attention import corner_box_iou
+    tl = torch.tensor([[[0.0, 0.0]]])
+    br = torch.tensor([[[2.0, 2.0]]])
+    gt_tl = torch.tensor([[[1.0, 1.0], [5.0, 5.0]]])
+    gt_br = torch.tensor([[[3.0, 3.0], [6.0, 7.0]]])
+    torch.testing.assert_close(corner_box_iou(tl, br, gt_tl, gt_br),
+                               torch.tensor([[1 / 7, 0.0]]))

@@ -131,6 +131,26 @@ def greedy_match(score: Tensor, matched: Tensor) -> Tensor:
     return best / best.sum(1, keepdim=True)
 
 
+def corner_box_iou(top_left: Tensor, bot_right: Tensor, gt_top_left: Tensor,
+                   gt_bot_right: Tensor) -> Tensor:
+    """IoU of axis-aligned boxes given by corners (release: ``f_iou_box``, used for the greedy
+    match with ``use_iou_box``; no epsilon, 0 without overlap).
+
+    Args:
+        top_left, bot_right: (B, 1, 2) or (B, M, 2), (y, x). gt_top_left, gt_bot_right:
+            (B, M, 2).
+
+    Returns:
+        (B, M) IoU.
+    """
+    lo = torch.maximum(top_left, gt_top_left)
+    hi = torch.minimum(bot_right, gt_bot_right)
+    overlap = ((lo < hi).all(-1)).to(lo.dtype) * (hi - lo).prod(-1)
+    area = (bot_right - top_left).prod(-1)
+    gt_area = (gt_bot_right - gt_top_left).prod(-1)
+    return overlap / (area + gt_area - overlap)
+
+
 def knob_probability(step: float, num_steps: int, base: float = 1.0, decay: float = 0.9,
                      steps_per_decay: int = 300, offset: float = 300,
                      use_timescale: bool = False) -> Tensor:
@@ -152,7 +172,7 @@ def knob_probability(step: float, num_steps: int, base: float = 1.0, decay: floa
 
 __all__ = ['UNION_EPS_PER_PIXEL', 'BCE_EPS', 'union_eps', 'match_steps', 'matched_iou_loss',
            'cumulative_min', 'cumulative_max_reversed', 'score_loss', 'match_targets',
-           'greedy_match', 'knob_probability', 'recurrent_attention_losses']
+           'greedy_match', 'corner_box_iou', 'knob_probability', 'recurrent_attention_losses']
 
 
 def recurrent_attention_losses(outputs: dict, gt_masks: Sequence[Tensor],

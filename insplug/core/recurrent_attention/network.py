@@ -36,10 +36,10 @@ from torch import Tensor, nn
 
 from insplug.core.recurrent import lstm_gates_update
 
-from .attention import (attention_filters, extract_patch, gt_boxes_from_masks,
+from .attention import (attention_filters, box_corners, extract_patch, gt_boxes_from_masks,
                         normalized_log_var, paste_patch, soft_attention_box,
                         unnormalize_attention)
-from .loss import greedy_match, union_eps
+from .loss import corner_box_iou, greedy_match, union_eps
 
 #: release constants: box and output sigmoid offsets (``attn_box_beta``, ``y_out_beta``)
 BOX_BETA = -5.0
@@ -211,6 +211,8 @@ class RecurrentAttentionNet(nn.Module):
         gt_box_ctr_noise, gt_box_pad_noise, gt_segm_noise: noise of the fed ground truth.
         cumulative_greedy_match: True: a GT greedily matched at one step is not matched again
             (the release's ``grd_match_cum`` is never updated: False reproduces that).
+        use_iou_box: greedy-match the fed GT box by the hard IoU of the box corners
+            (Cityscapes run) instead of the soft IoU of the soft boxes.
     """
 
     def __init__(self, in_channels: int = 3, extra_channels: int = 0,
@@ -237,7 +239,7 @@ class RecurrentAttentionNet(nn.Module):
                  stage: str = 'full', box_padding_ratio: float = 0.2,
                  min_box_padding: float = 20.0, gt_box_ctr_noise: float = 0.05,
                  gt_box_pad_noise: float = 0.1, gt_segm_noise: float = 0.3,
-                 cumulative_greedy_match: bool = True):
+                 cumulative_greedy_match: bool = True, use_iou_box: bool = False):
         super().__init__()
         if stage not in ('full', 'box'):
             raise ValueError(f"stage must be 'full' or 'box', got {stage!r}")
@@ -253,6 +255,7 @@ class RecurrentAttentionNet(nn.Module):
         self.box_padding_ratio, self.min_box_padding = box_padding_ratio, min_box_padding
         self.gt_box_ctr_noise, self.gt_box_pad_noise = gt_box_ctr_noise, gt_box_pad_noise
         self.gt_segm_noise, self.cumulative_greedy_match = gt_segm_noise, cumulative_greedy_match
+        self.use_iou_box = use_iou_box
 
         img_ch = in_channels + extra_channels
         ctrl_in = img_ch * ctrl_add_inp + ctrl_add_canvas
@@ -296,17 +299,19 @@ class RecurrentAttentionNet(nn.Module):
 
         Returns:
             dict of ``masks``, ``box_gt`` (B, M, H, W) noiseless padded boxes (for the box IoU),
+            ``tl_gt`` / ``br_gt`` (B, M, 2) their corners,
             ``ctr_noisy`` / ``size_noisy`` (B, M, 2), ``knob_box``, ``knob_segm``.
         """
         b, m = gt_masks.shape[:2]
         masks = gt_masks.float()
-        _, _, box = gt_boxes_from_masks(masks, self.box_padding_ratio, 0.0, self.min_box_padding)
+        tl_gt, br_gt, box = gt_boxes_from_masks(masks, self.box_padding_ratio, 0.0,
+                                                self.min_box_padding)
         pad = (torch.rand(b, m, 1, device=masks.device) * 2 - 1) * self.gt_box_pad_noise
         shift = (torch.rand(b, m, 2, device=masks.device) * 2 - 1) * self.gt_box_ctr_noise
         tl, br, _ = gt_boxes_from_masks(masks, self.box_padding_ratio + pad, shift,
                                         self.min_box_padding)
-        return dict(masks=masks, box_gt=box, ctr_noisy=(tl + br) / 2, size_noisy=br - tl,
-                    knob_box=knob_box.float(), knob_segm=knob_segm.float())
+        return dict(masks=masks, box_gt=box, tl_gt=tl_gt, br_gt=br_gt, ctr_noisy=(tl + br) / 2,
+                    size_noisy=br - tl, knob_box=knob_box.float(), knob_segm=knob_segm.float())
 
     # ------------------------------------------------------------------ forward
     def forward(self, images: Tensor, extra: Optional[Tensor] = None,
@@ -354,10 +359,15 @@ class RecurrentAttentionNet(nn.Module):
             attn_box = soft_attention_box(fy, fx, ctrl[:, 7], BOX_BETA)
             grd = None
             if teacher is not None:
-                box_gt = teacher['box_gt']
-                inter = (attn_box[:, None] * box_gt).sum((2, 3))
-                union = (attn_box[:, None] + box_gt - attn_box[:, None] * box_gt).sum((2, 3))
-                iou = inter / (union + union_eps(self.height * self.width))
+                if self.use_iou_box:
+                    tl, br = box_corners(ctr, size)
+                    iou = corner_box_iou(tl[:, None], br[:, None], teacher['tl_gt'],
+                                         teacher['br_gt'])
+                else:
+                    box_gt = teacher['box_gt']
+                    inter = (attn_box[:, None] * box_gt).sum((2, 3))
+                    union = (attn_box[:, None] + box_gt - attn_box[:, None] * box_gt).sum((2, 3))
+                    iou = inter / (union + union_eps(self.height * self.width))
                 grd = greedy_match(iou, matched)  # (B, M)
                 if self.cumulative_greedy_match:
                     matched = torch.maximum(matched, (grd > 0).to(matched.dtype))
