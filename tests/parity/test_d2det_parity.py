@@ -22,7 +22,7 @@ import pytest
 import torch
 
 from insplug.converters import convert_state_dict
-from insplug.core.d2det import (D2DetHeadNet, DiscriminativeRoIPool, average_boxes,
+from insplug.core.d2det import (D2DetHeadNet, DiscriminativeRoIPool, average_boxes, dense_losses,
                                 box_overlap_map, decode_dense, decode_targets, deform_psroi_pool,
                                 dense_iou_loss, dense_targets, instance_mask_loss, jitter_boxes,
                                 mask_area_ratios, mask_iou_loss, mask_iou_targets,
@@ -239,3 +239,26 @@ def test_full_keys_convert(golden):
         assert {k: list(v.shape) for k, v in
                 _sub(out, f'roi_head.bbox_roi_extractor.roi_layers.{lvl}.').items()} == {
             k: list(v.shape) for k, v in pool.state_dict().items()}
+
+
+@pytest.mark.parametrize('tag', ['inst', 'det'])
+def test_pipeline_losses(golden, head, tag):
+    """The adapters' loss wiring (``dense_losses``) reproduces the release's four losses."""
+    idx = _sample(golden, tag)
+    boxes, gts, labels, inds, img = _positives(golden, tag)
+    masks = ratios = None
+    if tag == 'inst':
+        masks = golden['inst_targets'][3]
+        gt_masks = golden['train_gt_masks']
+        ratios = torch.cat([mask_area_ratios(boxes[img == i], gt_masks[i].bool(),
+                                             inds[img == i]) for i in range(len(gt_masks))])
+    with torch.no_grad():
+        losses = dense_losses(head, golden['reg_feats'], boxes, gts, labels, idx, masks, ratios,
+                              release_broadcast=True)
+    names = dict(loss_reg='loss_reg', loss_overlap='loss_mask', loss_mask='loss_instance',
+                 loss_mask_iou='loss_iou')
+    ref = golden[f'{tag}_losses']
+    assert len(losses) == len(ref)
+    for ours, theirs in names.items():
+        if theirs in ref:
+            assert _rel(losses[ours], ref[theirs]) < TOL, ours

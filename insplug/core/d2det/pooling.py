@@ -111,6 +111,41 @@ def deform_psroi_pool(feat, rois, offset, spatial_scale, out_size, part_size=Non
     return out.reshape(num_rois, channels, size, size)
 
 
+def roi_levels(rois, num_levels, finest_scale=56, plus_one=True):
+    """FPN level of each RoI, mmdet's ``floor(log2(scale / finest_scale + 1e-6))``.
+
+    Args:
+        rois: (R, 5). num_levels: L. finest_scale: 56 (scale of level 0).
+        plus_one: mmdet 1.x's ``scale = sqrt((x2 - x1 + 1) (y2 - y1 + 1))`` (the release);
+            False: mmdet 3.x's ``sqrt((x2 - x1) (y2 - y1))``.
+
+    Returns:
+        (R,) long in [0, L).
+    """
+    extra = 1.0 if plus_one else 0.0
+    scale = torch.sqrt((rois[:, 3] - rois[:, 1] + extra) * (rois[:, 4] - rois[:, 2] + extra))
+    levels = torch.floor(torch.log2(scale / finest_scale + 1e-6))
+    return levels.clamp(min=0, max=num_levels - 1).long()
+
+
+def pool_levels(layers, feats, rois, levels, out_channels, out_size):
+    """Run ``layers[l](feats[l], rois of level l)`` for every level into one (R, C, S, S).
+
+    Args:
+        layers: L callables ``(feat, rois) -> (r, C, S, S)``. feats: L (B, C, H_l, W_l).
+        rois: (R, 5). levels: (R,) from :func:`roi_levels`. out_size: (S, S).
+    """
+    out = feats[0].new_zeros(rois.shape[0], out_channels, *out_size)
+    for lvl, (layer, feat) in enumerate(zip(layers, feats)):  # one call per level
+        inds = (levels == lvl).nonzero(as_tuple=False).squeeze(1)
+        if inds.numel() > 0:
+            out = out.index_copy(0, inds, layer(feat, rois[inds]).to(out.dtype))
+        else:  # keep every level (and its layer's parameters) in the graph
+            extra = sum(p.view(-1)[0] for p in getattr(layer, 'parameters', lambda: [])())
+            out = out + feat.sum() * 0. + extra * 0.
+    return out
+
+
 def adaptive_weighted_pool(x, weight_logits, kernel=3, stride=2, padding=1):
     """The release's ``AWPool`` average: ``avg(x * e^l) / avg(e^l)`` over kernel windows.
 

@@ -15,7 +15,7 @@ import torch
 import torch.nn as nn
 from mmdet.models.roi_heads.roi_extractors import SingleRoIExtractor
 
-from insplug.core.d2det import DiscriminativeRoIPool
+from insplug.core.d2det import DiscriminativeRoIPool, pool_levels, roi_levels
 from insplug.registry import MODELS
 
 
@@ -41,30 +41,14 @@ class DiscriminativeRoIExtractor(SingleRoIExtractor):
             for s in featmap_strides)
 
     def map_roi_levels(self, rois, num_levels):
-        if not self.legacy_plus_one:
-            return super().map_roi_levels(rois, num_levels)
-        scale = torch.sqrt((rois[:, 3] - rois[:, 1] + 1) * (rois[:, 4] - rois[:, 2] + 1))
-        lvls = torch.floor(torch.log2(scale / self.finest_scale + 1e-6))
-        return lvls.clamp(min=0, max=num_levels - 1).long()
+        return roi_levels(rois, num_levels, self.finest_scale, self.legacy_plus_one)
 
     def forward(self, feats, rois, roi_scale_factor=None):
-        if self.legacy_plus_one and self._mmcv_layer and rois.shape[0]:
-            levels = self.map_roi_levels(rois, len(feats))
-            shifted = rois.clone()
-            shifted[:, 3:5] += 1
-            # levels from the unshifted RoIs: map with the shift undone
-            return self._forward_levels(feats, shifted, levels, roi_scale_factor)
-        return super().forward(feats, rois, roi_scale_factor)
-
-    def _forward_levels(self, feats, rois, levels, roi_scale_factor):
         rois = rois.type_as(feats[0])
-        out = feats[0].new_zeros(rois.size(0), self.out_channels, *self.roi_layers[0].output_size)
+        levels = self.map_roi_levels(rois, len(feats))
         if roi_scale_factor is not None:
             rois = self.roi_rescale(rois, roi_scale_factor)
-        for i in range(len(feats)):
-            inds = (levels == i).nonzero(as_tuple=False).squeeze(1)
-            if inds.numel() > 0:
-                out[inds] = self.roi_layers[i](feats[i], rois[inds])
-            else:  # keep every level in the graph (as SingleRoIExtractor)
-                out = out + feats[i].sum() * 0.
-        return out
+        if self.legacy_plus_one and self._mmcv_layer:
+            rois = torch.cat([rois[:, :3], rois[:, 3:5] + 1], 1)
+        return pool_levels(self.roi_layers[:len(feats)], feats, rois, levels, self.out_channels,
+                           self.roi_layers[0].output_size)

@@ -24,10 +24,8 @@ from mmdet.models.roi_heads import StandardRoIHead
 from mmdet.models.utils import empty_instances, unpack_gt_instances
 from mmdet.structures.bbox import bbox2roi
 
-from insplug.core.d2det import (average_boxes, box_overlap_map, decode_dense, decode_targets,
-                                dense_iou_loss, dense_targets, instance_mask_loss, jitter_boxes,
-                                mask_area_ratios, mask_iou_loss, mask_iou_targets,
-                                mask_overlap_map, mask_scores, overlap_loss)
+from insplug.core.d2det import (dense_losses, instance_masks, jitter_boxes, mask_area_ratios,
+                                refine_boxes, sample_regression_rois)
 from insplug.core.postprocess.paste import paste_masks_in_boxes
 from insplug.registry import MODELS
 
@@ -65,10 +63,8 @@ class D2DetStandardRoIHead(StandardRoIHead):
                              f'bbox_head.num_classes {self.bbox_head.num_classes}')
         self.jitter_amplitude = jitter_amplitude
         self.max_num_reg = max_num_reg
-        self.loss_reg_weight = loss_reg_weight
-        self.loss_overlap_weight = loss_overlap_weight
-        self.loss_mask_weight = loss_mask_weight
-        self.loss_mask_iou_weight = loss_mask_iou_weight
+        self.loss_weights = dict(reg=loss_reg_weight, overlap=loss_overlap_weight,
+                                 mask=loss_mask_weight, mask_iou=loss_mask_iou_weight)
         self.release_broadcast = release_broadcast
         self.box_plus_one = box_plus_one
         self.mask_score_weight = mask_score_weight
@@ -122,33 +118,14 @@ class D2DetStandardRoIHead(StandardRoIHead):
         boxes, gts = torch.cat(boxes), torch.cat(gts)
         labels, inds, images = torch.cat(labels).long(), torch.cat(inds), torch.cat(images)
         max_num = (self.train_cfg or {}).get('max_num_reg', self.max_num_reg)
-        idx = torch.randperm(reg_feats.shape[0], device=reg_feats.device)[:max_num]
-        reg, overlap_logits, feats = self.d2det_head(reg_feats[idx])
-        points, targets = dense_targets(boxes, gts, self.map_size)
-        points, targets = points[idx], targets[idx]
-        losses = {}
+        idx = sample_regression_rois(reg_feats.shape[0], max_num, reg_feats.device)
+        masks = ratios = None
         if self.with_mask:
             masks = self._mask_targets(sampling_results, boxes, inds, images,
                                        batch_gt_instances)
-            overlap = mask_overlap_map(masks, self.map_size)[idx]
-            mask_logits, iou = self.d2det_head.forward_mask(feats, labels[idx])
-            losses['loss_mask'] = instance_mask_loss(mask_logits, masks[idx], labels[idx],
-                                                     self.loss_mask_weight)
-            ratios = self._area_ratios(boxes, inds, images, batch_gt_instances)[idx]
-            rng = torch.arange(idx.shape[0], device=idx.device)
-            own = mask_logits[rng, labels[idx]]
-            iou_targets = mask_iou_targets(own.detach(), masks[idx], ratios)
-            losses['loss_mask_iou'] = mask_iou_loss(iou[rng, labels[idx]], iou_targets,
-                                                    self.loss_mask_iou_weight,
-                                                    release_broadcast=self.release_broadcast)
-        else:
-            overlap = box_overlap_map(boxes, gts, self.map_size)[idx]
-        losses['loss_reg'] = dense_iou_loss(
-            decode_dense(reg, points), decode_targets(targets, points), overlap,
-            self.loss_reg_weight, offset=1.0 if self.box_plus_one else 0.0,
-            release_broadcast=self.release_broadcast)
-        losses['loss_overlap'] = overlap_loss(overlap_logits, overlap, self.loss_overlap_weight)
-        return losses
+            ratios = self._area_ratios(boxes, inds, images, batch_gt_instances)
+        return dense_losses(self.d2det_head, reg_feats, boxes, gts, labels, idx, masks, ratios,
+                            self.loss_weights, self.release_broadcast, self.box_plus_one)
 
     def _mask_targets(self, sampling_results, boxes, inds, images, batch_gt_instances):
         """(N, M, M) mask targets of the jittered RoIs (mmdet's crop-and-resize)."""
@@ -186,8 +163,8 @@ class D2DetStandardRoIHead(StandardRoIHead):
             task = 'mask' if self.with_mask else 'bbox'
             return empty_instances(batch_img_metas, x[0].device, task_type=task,
                                    instance_results=results_list)
-        reg, overlap, _ = self.d2det_head(self._reg_features(x, boxes))
-        refined = average_boxes(torch.cat(boxes), reg, overlap).split([len(b) for b in boxes])
+        refined = refine_boxes(self.d2det_head, self._reg_features(x, boxes),
+                               torch.cat(boxes)).split([len(b) for b in boxes])
         out = []
         for res, ref, meta in zip(results_list, refined, batch_img_metas):
             if self.clip_refined:
@@ -214,16 +191,16 @@ class D2DetStandardRoIHead(StandardRoIHead):
         """Instance variant: the head on the refined boxes, masks pasted, mask scores."""
         boxes = [r.bboxes for r in results_list]
         labels = torch.cat([r.labels for r in results_list]).long()
-        _, _, feats = self.d2det_head(self._reg_features(x, boxes))
-        mask_logits, iou = self.d2det_head.forward_mask(feats, labels)
-        rng = torch.arange(labels.shape[0], device=labels.device)
-        probs = mask_logits[rng, labels].sigmoid().split([len(b) for b in boxes])
-        ious = iou[rng, labels].split([len(b) for b in boxes])
+        scores = torch.cat([r.scores for r in results_list])
+        probs, mscores = instance_masks(self.d2det_head, self._reg_features(x, boxes), labels,
+                                        scores, self.mask_score_weight)
+        probs = probs.split([len(b) for b in boxes])
+        mscores = mscores.split([len(b) for b in boxes])
         threshold = self.test_cfg.get('mask_thr_binary', 0.5)
-        for res, prob, pred_iou, meta in zip(results_list, probs, ious, batch_img_metas):
+        for res, prob, mscore, meta in zip(results_list, probs, mscores, batch_img_metas):
             h, w = meta['ori_shape'][:2] if rescale else meta['img_shape'][:2]
             if rescale:
                 res.bboxes = res.bboxes / res.bboxes.new_tensor(meta['scale_factor']).repeat(2)
             res.masks = paste_masks_in_boxes(prob, res.bboxes, h, w, threshold)
-            res.mask_scores = mask_scores(res.scores, pred_iou, self.mask_score_weight)
+            res.mask_scores = mscore
         return results_list
