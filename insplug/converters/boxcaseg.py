@@ -27,8 +27,10 @@ def convert_boxcaseg(state_dict):
 
 
 def to_detectron2(state_dict):
-    """insplug mmdet ``BoxCaseg`` layout -> the detectron2 ``InsplugBoxCaseg`` layout.
-
-    The detectron2 adapter wraps the same trunk module and head, so the keys are the same.
-    """
-    return dict(state_dict)
+    """insplug mmdet ``BoxCaseg`` (ResNet trunk) -> the detectron2 ``InsplugBoxCaseg`` layout
+    (a plain detectron2 ResNet as ``backbone``; the head keys are the same). An HRNet trunk has
+    no detectron2 counterpart in insplug: its keys raise ``ConversionError``."""
+    from .to_detectron2 import mmdet_resnet_to_detectron2_rules
+    rules = (mmdet_resnet_to_detectron2_rules('backbone.', 'backbone.')
+             + [(r'^(head\..+)$', r'\1')])
+    return rename_keys(state_dict, rules, method='boxcaseg (to detectron2)')

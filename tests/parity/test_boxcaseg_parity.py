@@ -76,6 +76,11 @@ def test_training_forward_losses_and_gradient(golden):
     assert abs(float(mil - golden['loss_mil'])) < 1e-9
     assert abs(float(pw - golden['loss_pairwise'])) < 1e-9
     assert abs(float(sl - golden['loss_f'])) < 1e-9
+    # the head's own loss (what both adapters call) gives the same terms
+    terms = model.head.loss(feats, labels, sal)
+    assert abs(float(terms['loss_mil'] - golden['loss_mil'])) < 1e-9
+    assert abs(float(terms['loss_pairwise'] - golden['loss_pairwise'])) < 1e-9
+    assert abs(float(terms['loss_salient'] - golden['loss_f'])) < 1e-9
     (mil + pw + sl).backward()
     grad = golden['crops_grad'].double()
     assert (crops.grad - grad).abs().max() <= 1e-6 * grad.abs().max()   # float32 record

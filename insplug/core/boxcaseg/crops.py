@@ -82,3 +82,57 @@ def box_labels_in_windows(boxes, windows, size):
     in_x = (xs >= b[:, 0:1]) & (xs < b[:, 2:3])
     in_y = (ys >= b[:, 1:2]) & (ys < b[:, 3:4])
     return (in_y[:, :, None] & in_x[:, None, :]).float()[:, None]
+
+
+def training_crops(images, boxes, image_hw, salient_masks, size, max_box_crops=None,
+                   generator=None):
+    """All training crops of a batch: jittered box crops and whole salient images.
+
+    Args:
+        images: (B, C, Hp, Wp) normalised, padded batch.
+        boxes: list of B tensors (n_b, 4) x1, y1, x2, y2 (ignored for salient images).
+        image_hw: list of B (h, w) unpadded image sizes.
+        salient_masks: list of B: None for a box image, else an (h, w) float/bool mask (the
+            union of the salient image's masks).
+        size: S.
+        max_box_crops: optional cap on box crops (a random subset, drawn with ``generator``).
+        generator: optional ``torch.Generator`` for the jitter and the cap.
+
+    Returns:
+        crops (N, C, S, S), labels (N, 1, S, S) float {0, 1}, salient (N,) bool: the box
+        crops first (image order), then the salient crops.
+    """
+    dev = images.device
+    hp, wp = images.shape[-2:]
+    b_idx, b_boxes, b_hw, s_idx, s_masks = [], [], [], [], []
+    for i, (b, hw, m) in enumerate(zip(boxes, image_hw, salient_masks)):
+        if m is None:
+            b = b.to(dev).float()
+            b_idx.append(torch.full((len(b),), i, dtype=torch.long, device=dev))
+            b_boxes.append(b)
+            b_hw.append(b.new_tensor(tuple(hw)).expand(len(b), 2))
+        else:
+            s_idx.append(i)
+            m = m.to(dev).float()
+            s_masks.append(torch.nn.functional.pad(m, (0, wp - m.shape[-1], 0, hp - m.shape[-2])))
+    crops, labels = [], []
+    n_box = 0
+    if b_idx:
+        idx, bx, hw = torch.cat(b_idx), torch.cat(b_boxes), torch.cat(b_hw)
+        if max_box_crops is not None and len(idx) > max_box_crops:
+            keep = torch.randperm(len(idx), generator=generator)[:max_box_crops].to(dev)
+            idx, bx, hw = idx[keep], bx[keep], hw[keep]
+        windows = broaden_boxes(bx.cpu(), hw.cpu(), generator).to(dev)
+        crops.append(crop_and_resize(images, idx, windows, size))
+        labels.append(box_labels_in_windows(bx, windows, size).to(images.dtype))
+        n_box = len(idx)
+    if s_idx:
+        hw = torch.tensor([tuple(image_hw[i]) for i in s_idx], device=dev, dtype=images.dtype)
+        windows = torch.cat((torch.zeros_like(hw), hw.flip(-1)), dim=1)
+        crops.append(crop_and_resize(images, torch.tensor(s_idx, device=dev), windows, size))
+        mask_crops = crop_and_resize(torch.stack(s_masks)[:, None].to(images.dtype),
+                                     torch.arange(len(s_idx), device=dev), windows, size)
+        labels.append((mask_crops >= 0.5).to(images.dtype))
+    salient = torch.zeros(n_box + len(s_idx), dtype=torch.bool, device=dev)
+    salient[n_box:] = True
+    return torch.cat(crops), torch.cat(labels), salient

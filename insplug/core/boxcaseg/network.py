@@ -19,6 +19,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .inference import minmax_normalize
+from .loss import PAIRWISE_WEIGHT, boxcaseg_losses
+
 BN_MOMENTUM = 0.01
 
 
@@ -121,3 +124,25 @@ class BoxCasegHead(nn.Module):
         t = self.transfer_relu(self.transfer_bn(t))
         t = self.transfer2(w3, c3.bias.detach(), t)
         return self.fcn_ratio * self.fcn(x) + (1 - self.fcn_ratio) * t
+
+    def loss(self, feats, labels, salient, pairwise_weight=PAIRWISE_WEIGHT):
+        """``train_pd``'s losses of a batch of crops.
+
+        Args:
+            feats: (N, C, h, w) concatenated features of the crops.
+            labels: (N, 1, S, S) crop labels; salient: (N,) bool.
+
+        Returns:
+            dict ``loss_mil``, ``loss_pairwise``, ``loss_salient``: both branches' logits are
+            upsampled (bilinear) to S first, as the release does.
+        """
+        size = labels.shape[-2:]
+        weak = F.interpolate(self.forward_weak(feats), size=size, mode='bilinear',
+                             align_corners=False)
+        full = F.interpolate(self.forward_full(feats[salient]), size=size, mode='bilinear',
+                             align_corners=False)
+        return boxcaseg_losses(weak, labels, full, salient, pairwise_weight)
+
+    def predict_probs(self, feats):
+        """(N, C, h, w) -> (N, h, w) min-max normalised full-branch probabilities."""
+        return minmax_normalize(self.forward_full(feats)[:, 0].sigmoid())

@@ -15,14 +15,12 @@ cropped, segmented by the full branch, min-max normalised per crop and pasted in
 known boxes.
 """
 import torch
-import torch.nn.functional as F
 from mmdet.models.detectors.base import BaseDetector
 from mmengine.structures import InstanceData
 
-from insplug.core.boxcaseg.crops import (box_labels_in_windows, broaden_boxes,
-                                         crop_and_resize)
-from insplug.core.boxcaseg.inference import crop_masks_to_image, minmax_normalize
-from insplug.core.boxcaseg.loss import PAIRWISE_WEIGHT, boxcaseg_losses
+from insplug.core.boxcaseg.crops import crop_and_resize, training_crops
+from insplug.core.boxcaseg.inference import crop_masks_to_image
+from insplug.core.boxcaseg.loss import PAIRWISE_WEIGHT
 from insplug.core.boxcaseg.network import BoxCasegHead, concat_upsample
 from insplug.registry import MODELS
 
@@ -83,56 +81,17 @@ class BoxCaseg(BaseDetector):
         """A sample is a salient image when its instances carry masks (box images don't)."""
         return 'masks' in sample.gt_instances and len(sample.gt_instances) > 0
 
-    def _crops_and_labels(self, batch_inputs, samples):
-        dev = batch_inputs.device
-        s = self.crop_size
-        box_idx, box_boxes, box_hw, sal_idx, sal_masks = [], [], [], [], []
-        for i, sample in enumerate(samples):
-            if self.is_salient(sample):
-                sal_idx.append(i)
-                m = sample.gt_instances.masks.to_tensor(torch.float32, dev).amax(dim=0)
-                sal_masks.append(m)
-            else:
-                b = sample.gt_instances.bboxes
-                b = (b.tensor if hasattr(b, 'tensor') else b).to(dev).float()
-                box_idx.append(torch.full((len(b),), i, dtype=torch.long, device=dev))
-                box_boxes.append(b)
-                box_hw.append(b.new_tensor(sample.img_shape[:2]).expand(len(b), 2))
-        crops, labels = [], []
-        if box_idx:
-            idx, boxes, hw = torch.cat(box_idx), torch.cat(box_boxes), torch.cat(box_hw)
-            if self.max_box_crops is not None and len(idx) > self.max_box_crops:
-                keep = torch.randperm(len(idx), device=dev)[:self.max_box_crops]
-                idx, boxes, hw = idx[keep], boxes[keep], hw[keep]
-            windows = broaden_boxes(boxes.cpu(), hw.cpu()).to(dev)
-            crops.append(crop_and_resize(batch_inputs, idx, windows, s))
-            labels.append(box_labels_in_windows(boxes, windows, s).float())
-        n_box = sum(len(c) for c in crops)
-        if sal_idx:
-            idx = torch.tensor(sal_idx, dtype=torch.long, device=dev)
-            hw = torch.tensor([samples[i].img_shape[:2] for i in sal_idx], device=dev,
-                              dtype=torch.float32)
-            windows = torch.cat((torch.zeros_like(hw), hw.flip(-1)), dim=1)
-            crops.append(crop_and_resize(batch_inputs, idx, windows, s))
-            # masks are at the image size (unpadded): crop them in their own frame
-            masks = [F.pad(m, (0, batch_inputs.shape[-1] - m.shape[-1],
-                               0, batch_inputs.shape[-2] - m.shape[-2])) for m in sal_masks]
-            mask_crops = crop_and_resize(torch.stack(masks)[:, None],
-                                         torch.arange(len(masks), device=dev), windows, s)
-            labels.append((mask_crops >= 0.5).float())
-        salient = torch.zeros(n_box + len(sal_idx), dtype=torch.bool, device=dev)
-        salient[n_box:] = True
-        return torch.cat(crops), torch.cat(labels), salient
-
     def loss(self, batch_inputs, batch_data_samples):
-        crops, labels, salient = self._crops_and_labels(batch_inputs, batch_data_samples)
-        feats = self.extract_feat(crops)
-        size = labels.shape[-2:]
-        weak = F.interpolate(self.head.forward_weak(feats), size=size, mode='bilinear',
-                             align_corners=False)
-        full = F.interpolate(self.head.forward_full(feats[salient]), size=size,
-                             mode='bilinear', align_corners=False)
-        return boxcaseg_losses(weak, labels, full, salient, self.pairwise_weight)
+        boxes, hws, masks = [], [], []
+        for s in batch_data_samples:
+            b = s.gt_instances.bboxes
+            boxes.append(b.tensor if hasattr(b, 'tensor') else b)
+            hws.append(s.img_shape[:2])
+            masks.append(s.gt_instances.masks.to_tensor(torch.float32, batch_inputs.device)
+                         .amax(dim=0) if self.is_salient(s) else None)
+        crops, labels, salient = training_crops(batch_inputs, boxes, hws, masks,
+                                                self.crop_size, self.max_box_crops)
+        return self.head.loss(self.extract_feat(crops), labels, salient, self.pairwise_weight)
 
     # ------------------------------------------------------------------ inference
     def predict(self, batch_inputs, batch_data_samples, rescale=True):
@@ -140,7 +99,7 @@ class BoxCaseg(BaseDetector):
         idx, boxes = self._gt_boxes(batch_data_samples, dev)
         if len(idx):
             feats = self.extract_feat(crop_and_resize(batch_inputs, idx, boxes, self.crop_size))
-            probs = minmax_normalize(self.head.forward_full(feats)[:, 0].sigmoid())
+            probs = self.head.predict_probs(feats)
         results = []
         for i, sample in enumerate(batch_data_samples):
             sel = idx == i
