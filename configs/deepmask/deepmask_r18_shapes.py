@@ -19,7 +19,7 @@ model = dict(
                    shift=6.0, scale_jitter=0.25, obj_size=None, min_area=16, min_side=3,
                    score_weight=1 / 32),
     test_cfg=dict(smin=-1.5, smax=1.5, sstep=0.5, num_proposals=100, mask_thr=0.2))
-val_evaluator = dict(metric=['proposal'], proposal_nums=(10, 100))
+val_evaluator = dict(metric=['proposal'], proposal_nums=(100, 300, 1000))
 test_evaluator = val_evaluator
 train_dataloader = dict(batch_size=4, num_workers=2)
 optim_wrapper = dict(type='OptimWrapper',

@@ -1,7 +1,8 @@
 # DeepMask at the official setting (facebookresearch/deepmask: train.lua, DeepMask.lua,
 # DataSampler.lua, evalPerImage.lua): ResNet-50 trunk to layer3 (fixed BN, symmetric padding),
 # iSz 160 / wSz 192 windows, 56x56 masks upsampled to 112 labels, score branch 512-1024-1,
-# SoftMargin losses with lambda = 1/32, 7 scales 2^-2.5 .. 2^0.5, top 500 proposals (no NMS),
+# SoftMargin losses with lambda = 1/32, 7 scales 2^-2.5 .. 2^0.5, top 1000 proposals (no NMS;
+# evalPerImage.lua's default is 500, the published proposal sets and AR@1000 use 1000),
 # mask threshold 0.2. The release trains on COCO train2014 and evaluates on the first 5000
 # val2014 images; this config uses mmdet's COCO layout (point data_root / ann_file there).
 #
@@ -28,7 +29,7 @@ model = dict(
     train_cfg=dict(stage='deepmask', mask_per_image=4, pos_per_image=2, neg_per_image=2,
                    shift=16.0, scale_jitter=0.25, obj_size=None, min_area=100, min_side=5,
                    score_weight=1 / 32),
-    test_cfg=dict(smin=-2.5, smax=0.5, sstep=0.5, num_proposals=500, mask_thr=0.2,
+    test_cfg=dict(smin=-2.5, smax=0.5, sstep=0.5, num_proposals=1000, mask_thr=0.2,
                   use_refinement=True, release_index=False))
 
 # whole images (the scale pyramid and the windows do the resizing), horizontal flips
@@ -49,7 +50,7 @@ train_dataloader = dict(batch_size=8, dataset=dict(pipeline=train_pipeline))
 val_dataloader = dict(batch_size=1, dataset=dict(pipeline=test_pipeline))
 test_dataloader = val_dataloader
 # class-agnostic proposals: COCO proposal AR (boxes of the masks, useCats=0)
-val_evaluator = dict(metric=['proposal'], proposal_nums=(10, 100, 500))
+val_evaluator = dict(metric=['proposal'], proposal_nums=(100, 300, 1000))
 test_evaluator = val_evaluator
 
 train_cfg = dict(type='IterBasedTrainLoop', max_iters=600000, val_interval=50000)

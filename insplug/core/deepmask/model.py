@@ -22,6 +22,14 @@ from .trunk import DeepMaskResNetTrunk
 # the release pads windows and images with 0.5 grey before normalising (ImageNet mean / std)
 RELEASE_MEAN = (0.485, 0.456, 0.406)
 RELEASE_STD = (0.229, 0.224, 0.225)
+# the release's window sampling (train.lua, DataSampler.lua; per image here: mask windows and
+# positive / negative score windows) and loss weight (lambda = 1/32)
+DEFAULT_TRAIN_CFG = dict(stage='deepmask', mask_per_image=4, pos_per_image=2, neg_per_image=2,
+                         shift=16.0, scale_jitter=0.25, obj_size=None, min_area=100,
+                         min_side=5, score_weight=1 / 32)
+# the release's evalPerImage.lua options (np = 500 there; 1000 for the published proposals)
+DEFAULT_TEST_CFG = dict(smin=-2.5, smax=0.5, sstep=0.5, num_proposals=500, mask_thr=0.2,
+                        use_refinement=True, release_index=False)
 
 
 def normalised_grey(mean: Sequence[float], std: Sequence[float], grey: float = 0.5,

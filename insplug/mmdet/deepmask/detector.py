@@ -23,16 +23,8 @@ from mmengine.structures import InstanceData
 from torch import Tensor
 
 from insplug.core.deepmask import DeepMaskNet, normalised_grey, pyramid_scales
+from insplug.core.deepmask.model import DEFAULT_TEST_CFG, DEFAULT_TRAIN_CFG
 from insplug.registry import MODELS
-
-# the release's evalPerImage.lua options
-DEFAULT_TEST_CFG = dict(smin=-2.5, smax=0.5, sstep=0.5, num_proposals=500, mask_thr=0.2,
-                        use_refinement=True, release_index=False)
-# train.lua / DataSampler.lua (per image: mask windows, positive and negative score windows)
-DEFAULT_TRAIN_CFG = dict(stage='deepmask', mask_per_image=4, pos_per_image=2, neg_per_image=2,
-                         shift=16.0, scale_jitter=0.25, obj_size=None, min_area=100,
-                         min_side=5, score_weight=1 / 32)
-
 
 def _gt_masks_tensor(masks, height: int, width: int, device) -> Tensor:
     """BitmapMasks / PolygonMasks -> (N, height, width) uint8 (cropped / zero-padded)."""
@@ -125,7 +117,8 @@ class DeepMask(_DeepMaskMixin, BaseDetector):
 
     Args:
         net: :class:`~insplug.core.deepmask.DeepMaskNet` arguments.
-        train_cfg: :data:`DEFAULT_TRAIN_CFG` keys. test_cfg: :data:`DEFAULT_TEST_CFG` keys.
+        train_cfg / test_cfg: keys of ``insplug.core.deepmask.model.DEFAULT_TRAIN_CFG`` /
+            ``DEFAULT_TEST_CFG`` (the release's values).
         trunk_pretrained: a checkpoint (e.g. 'torchvision://resnet50') for the trunk.
     """
 
@@ -162,8 +155,8 @@ class DeepMaskRPNHead(_DeepMaskMixin, BaseModule):
     Args:
         net, trunk_pretrained: as :class:`DeepMask`.
         deepmask_train_cfg, deepmask_test_cfg: window sampling / proposal options
-            (``test_cfg`` / ``train_cfg`` given by the two-stage detector are accepted and
-            ignored: mmdet's rpn proposal settings do not apply to mask proposals).
+            (``test_cfg`` / ``train_cfg`` / ``num_classes`` (1) given by the two-stage detector
+            are accepted and ignored: mmdet's rpn settings do not apply to mask proposals).
         min_box_size: proposals whose mask box is smaller are dropped (empty masks).
         freeze: keep the DeepMask weights fixed (a pre-trained DeepMask): no losses.
     """
@@ -171,7 +164,8 @@ class DeepMaskRPNHead(_DeepMaskMixin, BaseModule):
     def __init__(self, net: dict, deepmask_train_cfg: Optional[dict] = None,
                  deepmask_test_cfg: Optional[dict] = None,
                  trunk_pretrained: Optional[str] = None, min_box_size: float = 1.0,
-                 freeze: bool = False, train_cfg=None, test_cfg=None, init_cfg=None):
+                 freeze: bool = False, train_cfg=None, test_cfg=None, num_classes: int = 1,
+                 init_cfg=None):
         super().__init__(init_cfg=init_cfg)
         self._setup(net, deepmask_train_cfg, deepmask_test_cfg, trunk_pretrained)
         self.min_box_size, self.freeze = min_box_size, freeze
