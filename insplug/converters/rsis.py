@@ -37,3 +37,26 @@ def convert_rsis(state_dict):
     """Official ``{key: Tensor}`` (encoder and decoder merged) -> insplug ``RSISSegmentor``."""
     plain = {re.sub(r'^(encoder|decoder)\.', '', k): v for k, v in state_dict.items()}
     return rename_keys(plain, RSIS_RULES, method='rsis')
+
+
+# ----------------------------------------------------------------------------- detectron2
+def to_detectron2(state_dict):
+    """insplug mmdet-layout RSIS state_dict (the output of :func:`convert_rsis`) -> insplug's
+    detectron2 ``InsplugRSIS``: mmdet ResNet -> detectron2 ResNet under
+    ``backbone.bottom_up.*`` (``build_insplug_rsis_resnet_backbone``), ``head.skips.*`` ->
+    ``skips.*``, ``head.decoder.*`` -> ``decoder.*``. Tensors are unchanged."""
+    from .to_detectron2 import mmdet_resnet_to_detectron2_rules
+    rules = (mmdet_resnet_to_detectron2_rules('backbone.', 'backbone.bottom_up.')
+             + [(r'^head\.(skips|decoder)\.', r'\1.')])
+    return rename_keys(state_dict, rules, method='rsis')
+
+
+def ris_to_detectron2(state_dict):
+    """insplug mmdet-layout RIS state_dict (``RISSegmentor`` with an mmdet ``ResNet`` trunk) ->
+    insplug's detectron2 ``InsplugRIS`` with ``build_resnet_backbone``: ``backbone.*`` ->
+    detectron2 ResNet names under ``backbone.``, ``head.net.*`` -> ``net.*``. (RIS has no
+    released PyTorch weights: this maps models trained with insplug.)"""
+    from .to_detectron2 import mmdet_resnet_to_detectron2_rules
+    rules = (mmdet_resnet_to_detectron2_rules('backbone.', 'backbone.')
+             + [(r'^head\.net\.', 'net.')])
+    return rename_keys(state_dict, rules, method='ris')

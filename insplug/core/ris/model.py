@@ -67,6 +67,8 @@ class RISRecurrentHead(nn.Module):
         confidence: 'flatten' (release) or 'max'.
         num_classes: 1 (release, class-agnostic) or K > 1 (adds ``fc_class``).
         release_initialisation: apply :func:`release_init`.
+        mask_bias_init: initial b (release 1.0; a mask pixel needs ``log_softmax + b > 0``,
+            so short runs on small grids start higher, e.g. ``log(h w) - log(object area)``).
 
     forward(x (B, C_in, h, w), states None or L (h, c)) -> (mask_logits (B, h, w),
     conf_logits (B,), class_logits (B, K) or None, states).
@@ -75,7 +77,7 @@ class RISRecurrentHead(nn.Module):
     def __init__(self, in_channels: int, rnn_size: int = 30, rnn_layers: int = 2,
                  kernel_size: int = 3, feat_size: Optional[Sequence[int]] = None,
                  confidence: str = 'flatten', num_classes: int = 1,
-                 release_initialisation: bool = True):
+                 release_initialisation: bool = True, mask_bias_init: float = 1.0):
         super().__init__()
         if confidence not in ('flatten', 'max'):
             raise ValueError(f"confidence must be 'flatten' or 'max', got {confidence!r}")
@@ -95,6 +97,8 @@ class RISRecurrentHead(nn.Module):
         self.fc_class = nn.Linear(rnn_size, num_classes) if num_classes > 1 else None
         if release_initialisation:
             release_init(self.cells, self.mask_conv, self.conf_fc, self.mask_bias)
+        with torch.no_grad():
+            self.mask_bias.fill_(mask_bias_init)
 
     def forward(self, x: Tensor, states: Optional[List[State]] = None):
         if self.confidence == 'flatten' and tuple(x.shape[-2:]) != self.feat_size:
@@ -132,3 +136,50 @@ def ris_decode(head: RISRecurrentHead, x: Tensor,
         classes.append(c)
     cls = torch.stack(classes, 1) if classes[0] is not None else None
     return torch.stack(masks, 1), torch.stack(confs, 1), cls
+
+
+def bilinear_down_filter(factor: int, channels: int = 3) -> Tensor:
+    """The release's fixed down-sampling filter (plants_learning/experiment.lua, ``premodel``):
+    a per-channel normalised bilinear kernel of side ``2 f - f % 2`` for stride ``f``.
+
+    Returns:
+        (channels, channels, k, k), diagonal in the channels.
+    """
+    k = 2 * factor - factor % 2
+    f = -(-k // 2)
+    c = (2 * f - 1 - f % 2) / (2 * f)
+    r = torch.arange(k, dtype=torch.float64)
+    w1 = 1 - (r / f - c).abs()
+    kernel = w1[:, None] * w1[None, :]
+    kernel = kernel / kernel.sum()
+    weight = torch.zeros(channels, channels, k, k, dtype=torch.float64)
+    for ch in range(channels):
+        weight[ch, ch] = kernel
+    return weight.float()
+
+
+class RISConvNet(nn.Module):
+    """The release's plants CNN: an optional fixed bilinear down-sampling convolution (stride
+    ``downsample``, padding ``ceil((f - 1) / 2)``, not trained: ``learn_pre`` 0) then
+    ``num_convs`` k x k convolutions of ``channels`` with ReLU (``create_cnn``: 4 x 30).
+
+    forward((B, 3, H, W)) -> (B, channels, H / f, W / f).
+    """
+
+    def __init__(self, in_channels: int = 3, channels: int = 30, num_convs: int = 4,
+                 kernel_size: int = 3, downsample: Optional[int] = None):
+        super().__init__()
+        self.downsample = downsample
+        if downsample:
+            self.register_buffer('down_weight', bilinear_down_filter(downsample, in_channels))
+        layers = []
+        for i in range(num_convs):
+            layers += [nn.Conv2d(in_channels if i == 0 else channels, channels, kernel_size,
+                                 padding=kernel_size // 2), nn.ReLU(inplace=True)]
+        self.convs = nn.Sequential(*layers)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.downsample:
+            f = self.downsample
+            x = F.conv2d(x, self.down_weight.to(x.dtype), stride=f, padding=-(-(f - 1) // 2))
+        return self.convs(x)

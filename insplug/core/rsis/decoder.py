@@ -102,7 +102,7 @@ class RSISDecoder(nn.Module):
         if skip_mode not in ('concat', 'sum', 'mul', 'none'):
             raise ValueError(f'skip_mode {skip_mode!r} is not one of concat/sum/mul/none')
         self.hidden_size = hidden_size
-        self.num_classes = num_classes
+        self.num_class_outputs = num_classes  # K + 1 (not mmdet's num_classes check)
         self.skip_mode = skip_mode
         self.dropout = dropout
         self.dropout_cls = dropout_cls

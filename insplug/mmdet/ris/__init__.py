@@ -1,0 +1,1 @@
+"""RIS mmdet adapters: ``RISConvNet`` trunk, ``RISHead``, ``RISSegmentor``."""

@@ -1,0 +1,2 @@
+"""RSIS mmdet adapters: ``RSISResNet`` trunk, ``RSISHead``, ``RSISSegmentor``,
+``RSISCurriculumHook``."""
