@@ -7,7 +7,10 @@ two-stage pipeline -- RPN, discriminative RoI pooling, the box head without regr
 dense regression with the mask overlap map, instance masks and mask-IoU, the refined-box
 inference, paste and mask scores -- can fit data).
 
-Measured: see the floors below.
+Measured after the run (segm mAP / mAP50, loss last 8 / first 8 iterations):
+  seed 0, OMP_NUM_THREADS=2: 0.114 / 0.406, loss 5.93 -> 2.85 (0.48)
+  seed 1, OMP_NUM_THREADS=1: 0.057 / 0.253, loss 5.88 -> 2.88 (0.49)
+  (40 iterations with the demo config's 128 RoIs per image: 0.216 / 0.601, loss ratio 0.46)
 """
 import os.path as osp
 
@@ -16,8 +19,9 @@ from e2e_utils import fit_subset_options, mean, train_and_evaluate
 
 CONFIG = osp.join(osp.dirname(__file__), '..', '..', 'configs', 'demo', 'd2det_r18_shapes.py')
 ITERS = 30
-SEGM_AP_FLOOR = 0.05
-SEGM_AP50_FLOOR = 0.15
+# An untrained model scores 0.0; the floors sit about 3x below the lowest measured values.
+SEGM_AP_FLOOR = 0.02
+SEGM_AP50_FLOOR = 0.08
 
 
 @pytest.fixture(scope='module')
@@ -36,7 +40,8 @@ def d2det_run(demo_data, tmp_path_factory):
 def test_d2det_loss_falls(d2det_run):
     losses = d2det_run['losses']
     assert len(losses) == ITERS
-    assert mean(losses[-8:]) < 0.6 * mean(losses[:8]), losses
+    # measured ratio 0.46-0.49
+    assert mean(losses[-8:]) < 0.7 * mean(losses[:8]), losses
 
 
 def test_d2det_segm_ap_above_floor(d2det_run):
