@@ -6,6 +6,7 @@ from .head import FCISHeadNet, fcis_roi_outputs, pick_class, inference_probs
 from .inference import (keep_min_size, mask_voting, parse_boxes, paste_cv2,
                         render_binary_masks, select_detections, voted_boxes_and_masks)
 from .loss import fcis_losses, ohem_select, per_roi_losses, smooth_l1
+from .pipeline import TEST_DEFAULTS, TRAIN_DEFAULTS, fcis_predict_image, fcis_train_step
 from .targets import cv2_linear_coords, fcis_roi_targets, roi_mask_targets
 
 __all__ = [
@@ -13,5 +14,6 @@ __all__ = [
     'fcis_roi_outputs', 'pick_class', 'inference_probs', 'keep_min_size', 'mask_voting',
     'parse_boxes', 'paste_cv2', 'render_binary_masks', 'select_detections',
     'voted_boxes_and_masks', 'fcis_losses', 'ohem_select', 'per_roi_losses', 'smooth_l1',
-    'cv2_linear_coords', 'fcis_roi_targets', 'roi_mask_targets'
+    'cv2_linear_coords', 'fcis_roi_targets', 'roi_mask_targets', 'TEST_DEFAULTS',
+    'TRAIN_DEFAULTS', 'fcis_predict_image', 'fcis_train_step'
 ]

@@ -87,7 +87,9 @@ class FCISHeadNet(nn.Module):
     def __init__(self, in_channels: int, num_classes: int, mid_channels: int = 1024,
                  group_size: int = 7, num_reg_classes: int = 2):
         super().__init__()
-        self.num_classes = num_classes
+        # K with background: not named num_classes (mmdet's NumClassCheckHook compares every
+        # module's num_classes with the dataset's foreground class count)
+        self.num_scores = num_classes
         self.group_size = group_size
         self.num_reg_classes = num_reg_classes
         self.conv_new_1 = nn.Conv2d(in_channels, mid_channels, 1)

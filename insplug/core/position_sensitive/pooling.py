@@ -25,7 +25,7 @@ import torch
 from torch import Tensor
 
 # RoIs pooled at once (bounds the (R, C_out, P, P) float64 gather)
-ROIS_PER_CHUNK = 64
+ROIS_PER_CHUNK = 128
 
 
 def round_half_away(x: Tensor) -> Tensor:
@@ -147,25 +147,20 @@ def ps_roi_pool(features: Tensor, rois: Tensor, out_channels: int, group_size: i
     num = rois.shape[0]
     if num == 0:
         return features.new_zeros(0, out_channels, pooled_size, pooled_size)
-    sat = summed_area_table(features).reshape(b * c, (h + 1) * (w + 1))
+    sat = summed_area_table(features).reshape(-1)
+    plane = (h + 1) * (w + 1)
     hs, he, ws, we = ps_bin_bounds(rois, pooled_size, spatial_scale, h, w, convention,
                                    coord_dtype)
-    chan = ps_channel_index(out_channels, group_size, pooled_size, features.device)
+    chan = ps_channel_index(out_channels, group_size, pooled_size, features.device) * plane
     outs = []
     for start in range(0, num, ROIS_PER_CHUNK):  # chunks bound memory; all RoIs of a chunk at once
         sl = slice(start, start + ROIS_PER_CHUNK)
-        bidx = rois[sl, 0].long()
-        rows = (bidx[:, None, None, None] * c + chan[None]).reshape(-1, pooled_size, pooled_size)
-        y0, y1 = hs[sl][:, None, :, None], he[sl][:, None, :, None]
-        x0, x1 = ws[sl][:, None, None, :], we[sl][:, None, None, :]
-        n = rows.shape[0] // out_channels
-
-        def corner(yy, xx):
-            flat = (yy * (w + 1) + xx).expand(n, out_channels, pooled_size, pooled_size)
-            return sat[rows.reshape(n, out_channels, pooled_size, pooled_size),
-                       flat]
-
-        total = corner(y1, x1) - corner(y0, x1) - corner(y1, x0) + corner(y0, x0)
-        area = ((y1 - y0) * (x1 - x0)).to(total.dtype)
-        outs.append(torch.where(area > 0, total / area.clamp(min=1), torch.zeros_like(total)))
+        base = (rois[sl, 0].long() * (c * plane))[:, None, None, None, None] + chan[None, :, None]
+        ys = torch.stack([he[sl], hs[sl], he[sl], hs[sl]], 1) * (w + 1)  # (n, 4, P) corners
+        xs = torch.stack([we[sl], we[sl], ws[sl], ws[sl]], 1)
+        corners = sat.take(base + (ys[:, None, :, :, None] + xs[:, None, :, None, :]))
+        total = corners[:, :, 0] - corners[:, :, 1] - corners[:, :, 2] + corners[:, :, 3]
+        area = ((he[sl] - hs[sl])[:, None, :, None] * (we[sl] - ws[sl])[:, None, None, :])
+        outs.append(torch.where(area > 0, total / area.clamp(min=1).to(total.dtype),
+                                torch.zeros_like(total)))
     return torch.cat(outs).to(features.dtype)
