@@ -7,4 +7,4 @@ model = dict(
     fc_channels=30,
     train_cfg=dict(sub_pixel_locating_factor=1, stage1_iters=20),
     # peak threshold 0 instead of the release's 20 (responses of a model trained for seconds)
-    test_cfg=dict(peak_threshold=0.0, class_threshold=0.5, max_per_img=50))
+    test_cfg=dict(peak_threshold=0.0, class_threshold=0.5, max_per_img=50, max_peaks=8))

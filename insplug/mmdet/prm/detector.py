@@ -34,7 +34,7 @@ PRM_TRAIN_CFG = dict(win_size=3, sub_pixel_locating_factor=8, filter_type='media
 PRM_TEST_CFG = dict(win_size=3, sub_pixel_locating_factor=1, filter_type='median',
                     class_threshold=0.0, peak_threshold=30.0, peak_rule='prm', bg_factor=0.95,
                     penalty=1e-5, balance=0.8, contour_width=5, size_limits=(0.00002, 0.85),
-                    proposal_count=100, nms_thr=0.3, chunk=16, max_per_img=100)
+                    proposal_count=100, nms_thr=0.3, chunk=16, max_per_img=100, max_peaks=None)
 
 
 def _image_field(data_samples, key, device):
@@ -121,6 +121,9 @@ class PRMSegmentor(BaseDetector):
                                           cfg['class_threshold'], cfg['peak_threshold'],
                                           cfg['peak_rule'])
             peaks = peaks[keep]
+            if cfg['max_peaks'] is not None:  # insplug option (None: the release, all peaks)
+                top = peak_values(crm, peaks).argsort(descending=True, stable=True)
+                peaks = peaks[top[:cfg['max_peaks']].sort().values]
             results.append(self._predict_one(inputs[i], sample, crm[i], peaks,
                                               None if density is None else density[i],
                                               rescale))
