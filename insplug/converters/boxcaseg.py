@@ -19,7 +19,7 @@ BOXCASEG_RULES = [
 ]
 
 
-@register_converter('boxcaseg', signature=[r'^(model\.)?transfer1\.fc1\.weight$'],
+@register_converter('boxcaseg', signature=[r'transfer1\.fc1\.weight$'],
                     source='BoxCaseg (hustvl/BoxCaseg joint_training, HRNet + transfer) .pth')
 def convert_boxcaseg(state_dict):
     """Official ``{key: Tensor}`` -> insplug ``BoxCaseg`` (mmdet) layout."""
