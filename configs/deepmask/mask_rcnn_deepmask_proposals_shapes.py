@@ -14,7 +14,7 @@ model = dict(
                  context=32, mask_size=16, label_size=32, reduce_channels=32,
                  embed_channels=128, score_channels=128, dropout=0.5),
         deepmask_train_cfg=dict(mask_per_image=8, pos_per_image=4, neg_per_image=4, shift=6.0,
-                                min_area=16, min_side=3),
+                                min_area=16, min_side=3, score_weight=1.0),
         deepmask_test_cfg=dict(smin=-1.5, smax=1.5, sstep=0.5, num_proposals=300,
                                mask_thr=0.2),
         freeze=False))

@@ -9,20 +9,19 @@
   ``loss_rpn_*`` next to the ROI heads' losses, all finite) and predicts.
 (No official golden data: the release is Lua Torch7; see tests/core/test_deepmask_core.py.)
 """
-import numpy as np
 import pytest
 
-from d2_utils import INSTALL_HINT, REPO, d2_cfg, first_batch  # no detectron2
+from d2_utils import INSTALL_HINT, d2_cfg, first_batch  # no detectron2
 
 pytest.importorskip('detectron2', reason=INSTALL_HINT)
-
-import os.path as osp  # noqa: E402
 
 import torch  # noqa: E402
 from detectron2.modeling import (META_ARCH_REGISTRY, PROPOSAL_GENERATOR_REGISTRY,  # noqa: E402
                                  build_model)
 
 from insplug.detectron2.deepmask import DeepMask, DeepMaskProposalGenerator  # noqa: E402
+# the mmdet model builder and DetDataSample batch of the PolarMask agreement test
+from test_d2_polarmask import mmdet_model, mmdet_samples  # noqa: E402
 
 SHAPES = 'deepmask_r18_shapes.yaml'
 
@@ -31,34 +30,6 @@ def test_registered_names():
     assert META_ARCH_REGISTRY.get('DeepMask') is DeepMask
     assert PROPOSAL_GENERATOR_REGISTRY.get('DeepMaskProposalGenerator') \
         is DeepMaskProposalGenerator
-
-
-def mmdet_model(path):
-    from mmengine.config import Config
-    from mmengine.registry import DefaultScope
-
-    from insplug.registry import MODELS
-    cfg = Config.fromfile(osp.join(REPO, path))
-    with DefaultScope.overwrite_default_scope('insplug'):
-        return MODELS.build(cfg.model)
-
-
-def mmdet_samples(batch, pad_shape, with_gt=True):
-    from mmdet.structures import DetDataSample
-    from mmdet.structures.mask import BitmapMasks
-    from mmengine.structures import InstanceData
-    samples = []
-    for item in batch:
-        h, w = item['image'].shape[-2:]
-        s = DetDataSample(metainfo=dict(img_shape=(h, w), ori_shape=(h, w), pad_shape=pad_shape,
-                                        batch_input_shape=pad_shape, scale_factor=(1.0, 1.0)))
-        if with_gt:
-            gt = item['instances']
-            s.gt_instances = InstanceData(
-                labels=gt.gt_classes, bboxes=gt.gt_boxes.tensor,
-                masks=BitmapMasks(gt.gt_masks.tensor.numpy().astype(np.uint8), h, w))
-        samples.append(s)
-    return samples
 
 
 def test_agreement_with_mmdet(d2_shapes):
