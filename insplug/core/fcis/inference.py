@@ -195,7 +195,7 @@ def paste_cv2(masks: Tensor, boxes: Tensor, height: int, width: int,
     out = torch.zeros(d, height, width, dtype=torch.bool, device=masks.device)
     if d == 0:
         return out
-    b = torch.floor(boxes.double() + 0.5)
+    b = torch.round(boxes.double())  # np.round: halves to even
     x0 = b[:, 0].long().clamp(0, width - 1)
     y0 = b[:, 1].long().clamp(0, height - 1)
     win_w = int((b[:, 2] - b[:, 0] + 1).clamp(1, width).max())
@@ -272,7 +272,7 @@ def mask_voting(boxes: Tensor, masks: Tensor, scores: Tensor, height: int, width
     weight = scores[pair_cand, labels[pair_det]].double()
     total = weight.new_zeros(idx.numel()).index_add_(0, pair_det, weight)
     weight = (weight / total[pair_det]).float()
-    rounded = torch.floor(boxes.double() + 0.5)
+    rounded = torch.round(boxes.double())  # np.round: halves to even
     # each detection's window: the union of its voters' boxes (in the image)
     big = torch.iinfo(torch.long).max
     cand_box = rounded[pair_cand].long()

@@ -62,8 +62,8 @@ def roi_mask_targets(rois: Tensor, gt_boxes: Tensor, gt_masks: Tensor, assigned:
     num = rois.shape[0]
     if num == 0:
         return rois.new_zeros(0, mask_size, mask_size)
-    ex = torch.floor(rois.double() + 0.5).long()  # np.round on non-negative coordinates
-    gt = torch.floor(gt_boxes[assigned].double() + 0.5).long()
+    ex = torch.round(rois.double()).long()  # np.round: halves to even
+    gt = torch.round(gt_boxes[assigned].double()).long()
     ix1 = torch.maximum(ex[:, 0], gt[:, 0])
     iy1 = torch.maximum(ex[:, 1], gt[:, 1])
     ix2 = torch.minimum(ex[:, 2], gt[:, 2])
