@@ -4,7 +4,7 @@
 # sampled pixels per object, seediness for mask-growth thresholds 0.25 / 0.5 / 0.75 with IoU
 # 0.5 targets, lambda 0.2 (the paper ramps it up; constant here), diversity exponent 0.3.
 # No code was released. Trunk: ResNet-50 + FPN P2 (stride 4) instead of the paper's DeepLab v2
-# ResNet-101; losses on the stride-4 grid.
+# ResNet-101; losses on 1/16 of the pixels.
 # Data, trunk and schedule: the recurrent pixel embedding VOC config.
 _base_ = '../recurrent_embedding/recurrent_embedding_r50_fpn_voc.py'
 

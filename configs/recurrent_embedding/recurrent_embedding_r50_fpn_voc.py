@@ -2,7 +2,7 @@
 # segmentation (SBD-augmented train, VOC 2012 val), converted to COCO format (20 classes).
 # Loss as the release's VOC training (demo4_InstSegTraining_VOC2012/main001_trainScript.m):
 # 64-d hypersphere embeddings, calibrated cosine pull (weight 1) and push (margin 0.5, weight 5)
-# on 35% of the pixels (at most 4000) of the stride-4 map, no grouping loop in training.
+# on 35% (at most 4000) of 1/16 of the pixels (the release: of its stride-4 map), no grouping loop in training.
 # Inference: 16 recurrent mean-shift loops at bandwidth 0.2 (the release's VOC test script),
 # merged within 0.5, over the semantic foreground. Trunk: ResNet-50 + FPN P2 (stride 4) instead
 # of the release's MatConvNet ResNet; the semantic branch (classes for COCO-style AP) is

@@ -28,8 +28,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from insplug.core.bottomup.outputs import OutputLayer, _check_index
-from insplug.core.embedding_grouping.recurrent_meanshift import (grid_offset, instance_id_map,
-                                                                 loss_grid, pair_weights)
+from insplug.core.embedding_grouping.recurrent_meanshift import (instance_id_map, pair_weights,
+                                                                 pixel_subset)
 
 __all__ = ['pair_similarity', 'sample_per_instance', 'logistic_pair_loss',
            'seediness_targets', 'metric_seediness_loss', 'select_seeds',
@@ -150,29 +150,30 @@ def metric_seediness_loss(embeddings: Tensor, seediness_logits: Tensor, gt_masks
         iou_threshold: see :func:`seediness_targets`.
         embed_weight: weight of :func:`logistic_pair_loss`.
         seediness_weight: lambda (paper: ramped to 0.2).
-        loss_stride: losses on every ``loss_stride``-th pixel (random offset per batch).
+        loss_stride: losses on ``P / loss_stride^2`` random pixels per image (sampled pixels
+            and the pixels the grown masks are measured on; :func:`~.recurrent_meanshift.pixel_subset`).
 
     Returns:
         ``loss_embed``, ``loss_seediness``: scalars.
     """
     batch = embeddings.shape[0]
     num_thr = len(thresholds)
-    offset = grid_offset(loss_stride)
-    emb = loss_grid(embeddings, loss_stride, offset).flatten(2)  # B, D, P
-    logits = loss_grid(seediness_logits, loss_stride, offset).flatten(2)  # B, L(K+1), P
-    masks = loss_grid(gt_masks, loss_stride, offset).flatten(1)
+    emb = embeddings.flatten(2)  # B, D, P
+    logits = seediness_logits.flatten(2)  # B, L(K+1), P
+    masks = gt_masks.flatten(1)
     ids = instance_id_map(masks, gt_img, batch)  # B, P
     id_masks = torch.cat([masks.new_zeros(1, masks.shape[1]), masks], 0)
     id_labels = torch.cat([gt_labels.new_zeros(1), gt_labels.long() + 1])
     embed = embeddings.new_zeros(())
     cls = embeddings.new_zeros(())
     for b in range(batch):  # images (pairs are within one image)
-        e = emb[b].t()  # P, D
-        idx = sample_per_instance(ids[b], points_per_instance)
-        embed = embed + logistic_pair_loss(e[idx], ids[b, idx])
-        target = seediness_targets(e.detach(), idx, ids[b], id_masks, id_labels, thresholds,
-                                   iou_threshold)  # S, L
-        lg = logits[b][:, idx].t().reshape(idx.shape[0], num_thr, -1)  # S, L, K + 1
+        sub = pixel_subset(emb.shape[2], loss_stride, emb.device)
+        e = emb[b][:, sub].t()  # P', D
+        idx = sample_per_instance(ids[b, sub], points_per_instance)
+        embed = embed + logistic_pair_loss(e[idx], ids[b, sub[idx]])
+        target = seediness_targets(e.detach(), idx, ids[b, sub], id_masks[:, sub], id_labels,
+                                   thresholds, iou_threshold)  # S, L
+        lg = logits[b][:, sub[idx]].t().reshape(idx.shape[0], num_thr, -1)  # S, L, K + 1
         cls = cls + F.cross_entropy(lg.flatten(0, 1), target.flatten())
     return dict(loss_embed=embed_weight * embed / max(batch, 1),
                 loss_seediness=seediness_weight * cls / max(batch, 1))

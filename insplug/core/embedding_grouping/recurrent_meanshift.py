@@ -169,29 +169,25 @@ def instance_id_map(gt_masks: Tensor, gt_img: Tensor, num_images: int) -> Tensor
         0, gt_img[:, None].expand(-1, num_pixels), values.long(), reduce='amax')
 
 
-def loss_grid(maps: Tensor, stride: int, offset: Optional[Tuple[int, int]] = None) -> Tensor:
-    """Every ``stride``-th pixel from ``offset`` (a subsampled grid for the pairwise losses).
+def pixel_subset(num_pixels: int, stride: int, device=None) -> Tensor:
+    """A random subset of ``ceil(P / stride^2)`` pixels (all pixels at stride 1), in which the
+    pairwise losses and the grouping loops run.
+
+    Random pixels rather than a regular grid: on a grid of even stride every pixel falls on the
+    same tap of a stride-2 transposed-conv output layer, so pixels of different taps would never
+    be compared and each object would split into 4 groups.
 
     Args:
-        maps: (B, C, H, W) or (B, H, W).
-        stride: s.
-        offset: (dy, dx) in [0, s); None: drawn at random (``torch.randint``), so that over
-            training every output pixel is supervised (with a fixed offset a stride-2
-            transposed-conv output layer would train one of its four kernel taps only).
+        num_pixels: P.
+        stride: s (the release's losses run on its stride-4 map: s = 4 keeps as many pixels).
 
     Returns:
-        (B, C, ceil((H - dy) / s), ceil((W - dx) / s)) same layout.
+        (ceil(P / s^2),) long indices in [0, P).
     """
-    if stride == 1:
-        return maps
-    if offset is None:
-        offset = tuple(int(v) for v in torch.randint(stride, (2,)))
-    return maps[..., offset[0]::stride, offset[1]::stride]
-
-
-def grid_offset(stride: int) -> Tuple[int, int]:
-    """A random (dy, dx) in [0, stride) for :func:`loss_grid` (one per batch)."""
-    return tuple(int(v) for v in torch.randint(stride, (2,))) if stride > 1 else (0, 0)
+    if stride <= 1:
+        return torch.arange(num_pixels, device=device)
+    num = -(-num_pixels // (stride * stride))
+    return torch.randperm(num_pixels, device=device)[:num]
 
 
 def recurrent_embedding_loss(embeddings: Tensor, gt_masks: Tensor, gt_img: Tensor,
@@ -211,24 +207,23 @@ def recurrent_embedding_loss(embeddings: Tensor, gt_masks: Tensor, gt_img: Tenso
         sample_ratio, max_samples: :func:`sample_pixels`, drawn anew for every loss layer as
             in the release.
         pull_weight, push_weight: weights of the two terms (tutorial 1 / 1; VOC 1 / 5).
-        loss_stride: losses and loops on every ``loss_stride``-th pixel, from a random offset
-            per batch (:func:`loss_grid`; VOC release: stride 4).
+        loss_stride: losses and loops on ``P / loss_stride^2`` random pixels per image
+            (:func:`pixel_subset`; the VOC release works on its stride-4 map).
 
     Returns:
         ``loss_pull`` and ``loss_push``: each the sum over the T + 1 stages, mean over images.
     """
     batch = embeddings.shape[0]
-    offset = grid_offset(loss_stride)
-    emb = loss_grid(embeddings, loss_stride, offset)
-    masks = loss_grid(gt_masks, loss_stride, offset)
-    ids = instance_id_map(masks.flatten(1), gt_img, batch)  # B, P
+    emb = embeddings.flatten(2)  # B, D, P
+    ids = instance_id_map(gt_masks.flatten(1), gt_img, batch)  # B, P
     pull = embeddings.new_zeros(())
     push = embeddings.new_zeros(())
     for b in range(batch):  # images: the P x P kernel is per image (release batch size 1)
-        x = l2_normalize(emb[b].flatten(1).t())  # P, D
+        sub = pixel_subset(emb.shape[2], loss_stride, emb.device)
+        x = l2_normalize(emb[b][:, sub].t())  # P', D
         for stage, y in enumerate(recurrent_mean_shift(x, bandwidth, num_iters)):
             idx = sample_pixels(y.shape[0], sample_ratio, max_samples, y.device)
-            p, q = calibrated_cosine_loss(y[idx], ids[b, idx],
+            p, q = calibrated_cosine_loss(y[idx], ids[b, sub[idx]],
                                           margin if stage == 0 else loop_margin)
             pull = pull + p
             push = push + q
