@@ -32,6 +32,30 @@ def sync_background(vec, bg_vector):
     return out
 
 
+def semantic_embedding(features, kernel, voc):
+    """The vocabulary path's word-space embedding ``kernel(f @ voc)`` (N, D), before ``@ vec``.
+
+    Args:
+        features: (N, D); kernel: Linear V -> D; voc: (D, V).
+    """
+    return kernel(features @ voc)
+
+
+def semantic_reconstruction(embedding, voc, d_kernel, d_fc):
+    """The release's decoder (``with_decoder``): back from the word space to the RoI feature,
+    ``d_fc(d_kernel(e) @ voc.T)``; the release's MSE (weight 0.5) compares it with the RoI's
+    semantic-branch feature.
+
+    Args:
+        embedding: (N, D) from :func:`semantic_embedding`; voc: (D, V);
+        d_kernel: Linear D -> V; d_fc: Linear D -> C (C the branch feature size).
+
+    Returns:
+        (N, C).
+    """
+    return d_fc(d_kernel(embedding) @ voc.t())
+
+
 def semantic_logits(features, vec, kernel, voc=None):
     """Logits over background + seen classes of the release's semantic bbox head.
 
@@ -46,7 +70,7 @@ def semantic_logits(features, vec, kernel, voc=None):
         (N, 1 + S).
     """
     if voc is not None:
-        return kernel(features @ voc) @ vec
+        return semantic_embedding(features, kernel, voc) @ vec
     return features @ torch.tanh(kernel(vec))
 
 
