@@ -71,3 +71,30 @@ def convert_d2det(state_dict):
         elif key.startswith(BACKGROUND_DROPPED):
             out[key] = value[1:]
     return out
+
+
+# ----------------------------------------------------------------------------- detectron2
+def _d2_rules():
+    from insplug.converters.to_detectron2 import mmdet_resnet_to_detectron2_rules
+    rules = mmdet_resnet_to_detectron2_rules()
+    for i in range(4):
+        rules += [(rf'^neck\.lateral_convs\.{i}\.conv\.', f'backbone.fpn_lateral{i + 2}.'),
+                  (rf'^neck\.fpn_convs\.{i}\.conv\.', f'backbone.fpn_output{i + 2}.')]
+    return rules + [
+        (r'^rpn_head\.rpn_conv\.', 'proposal_generator.rpn_head.conv.'),
+        (r'^rpn_head\.rpn_cls\.', 'proposal_generator.rpn_head.objectness_logits.'),
+        (r'^rpn_head\.rpn_reg\.', 'proposal_generator.rpn_head.anchor_deltas.'),
+        (r'^roi_head\.bbox_roi_extractor\.roi_layers\.', 'roi_heads.box_pools.'),
+        (r'^roi_head\.bbox_head\.(shared_fcs\.\d+|fc_cls)\.', r'roi_heads.box_head.\1.'),
+        (r'^roi_head\.bbox_head\.fc_reg\.', None),  # with_reg=False: never built
+        # the mmdet and detectron2 adapters hold the same D2DetHeadNet
+        (r'^roi_head\.d2det_head\.', 'roi_heads.d2det_head.'),
+    ]
+
+
+def to_detectron2(state_dict):
+    """insplug mmdet-layout D2Det state_dict (the output of :func:`convert_d2det`) -> the layout
+    of insplug's detectron2 adapter (``GeneralizedRCNN`` + ``D2DetROIHeads``). The tensors are
+    unchanged; the detectron2 config must use the same trunk (``RESNETS.STRIDE_IN_1X1: False``,
+    RGB input with the torchvision mean / std for the released torchvision-style ResNets)."""
+    return rename_keys(state_dict, _d2_rules(), method='d2det (to detectron2)')

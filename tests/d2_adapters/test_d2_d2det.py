@@ -191,3 +191,24 @@ def test_parity_losses(twins):
     for k in mm:
         assert torch.allclose(mm[k], d2[k], rtol=1e-5, atol=1e-6), (k, mm[k], d2[k])
     assert all(float(v) > 0 for v in mm.values()), mm  # every term weighs something
+
+
+def test_converted_mmdet_state_loads_strictly(d2_shapes):
+    """``insplug.converters.d2det.to_detectron2`` maps every tensor of the mmdet demo model onto
+    the detectron2 demo model (strict), unchanged."""
+    from mmengine.config import Config
+    from mmengine.registry import DefaultScope
+    from insplug.converters.d2det import to_detectron2
+    from insplug.registry import MODELS
+    cfg = d2_cfg(CONFIG, d2_shapes, 'MODEL.RESNETS.STRIDE_IN_1X1', False)
+    d2_model = build_model(cfg)
+    mm_cfg = Config.fromfile(osp.join(REPO, 'configs', 'demo', 'd2det_r18_shapes.py'))
+    with DefaultScope.overwrite_default_scope('insplug'):
+        mm_model = MODELS.build(mm_cfg.model)
+    state = to_detectron2(mm_model.state_dict())  # drops BN's num_batches_tracked
+    d2_keys = {k for k in d2_model.state_dict() if not k.endswith('num_batches_tracked')}
+    assert set(state) == d2_keys, (sorted(set(state) - d2_keys)[:5],
+                                   sorted(d2_keys - set(state))[:5])
+    d2_model.load_state_dict(state, strict=True)
+    for key in d2_keys:
+        assert torch.equal(d2_model.state_dict()[key], state[key]), key
