@@ -16,9 +16,9 @@
 # - inference: masks weighted by their scores, one label per pixel, > 0.3; steps with
 #   score > 0.5 are instances.
 # Schedule: first train recurrent_attention_box_cvppp.py (the box network, 60000 iterations),
-# then this config with load_from = its checkpoint (the release loads the controller CNN,
-# LSTM, glimpse and controller MLPs from it; insplug's checkpoint loading is non-strict here
-# only in that the patch network and score layer start fresh).
+# then this config with `--cfg-options load_from=BOX_CHECKPOINT` (the release loads the
+# controller CNN, LSTM, glimpse and controller MLPs from it; load_from_strict = False lets the
+# patch networks and the score layer start fresh and drops the box stage's own score layer).
 # CVPPP (A1, leaf segmentation) in COCO format under data/cvppp/ (one class, 'leaf').
 _base_ = [
     '../_base_/datasets/coco_instance.py',
@@ -87,3 +87,4 @@ param_scheduler = [dict(type='StepLR', step_size=5000, gamma=0.8, by_epoch=False
                         end=max_iters)]
 default_hooks = dict(checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=5000))
 log_processor = dict(by_epoch=False)
+load_from_strict = False  # stage 2 starts from the stage-1 (box network) checkpoint

@@ -61,3 +61,19 @@ def test_cvppp_predicts():
     pred = out[0].pred_instances
     assert pred.masks.shape[1:] == (300, 400) and pred.masks.dtype == torch.bool
     assert len(pred.masks) == len(pred.scores) == len(pred.labels) == len(pred.bboxes) <= 2
+
+
+def test_box_stage_checkpoint_fills_the_box_network_of_the_full_model():
+    """Stage 1 -> stage 2: every box-stage tensor but its own score layer has a same-shaped
+    home in the full model (controller CNN with per-step norms, LSTM, glimpse / controller
+    MLPs), as the release's pretrain_ctrl_net loading."""
+    box, _ = build('recurrent_attention/recurrent_attention_box_cvppp.py')
+    full, cfg = build('recurrent_attention/recurrent_attention_cvppp.py')
+    assert cfg.load_from_strict is False
+    full_sd = full.state_dict()
+    moved = {k: v for k, v in box.state_dict().items() if not k.startswith('net.box_score.')}
+    assert moved and all(k.startswith(('net.ctrl_cnn.', 'net.controller.')) for k in moved)
+    assert all(full_sd[k].shape == v.shape for k, v in moved.items())
+    missing, unexpected = full.load_state_dict(moved, strict=False)
+    assert not unexpected
+    assert all(k.startswith(('net.attn_cnn.', 'net.attn_dcnn.', 'net.score.')) for k in missing)
