@@ -17,7 +17,8 @@ classes = ('aeroplane', 'bicycle', 'bird', 'boat', 'bottle', 'bus', 'car', 'cat'
            'cow', 'diningtable', 'dog', 'horse', 'motorbike', 'person', 'pottedplant', 'sheep',
            'sofa', 'train', 'tvmonitor')
 model = dict(
-    backbone=dict(depth=101, init_cfg=dict(type='Pretrained', checkpoint='torchvision://resnet101')),
+    backbone=dict(depth=101,
+                  init_cfg=dict(type='Pretrained', checkpoint='torchvision://resnet101')),
     roi_head=dict(bbox_head=dict(num_classes=20), mask_head=dict(num_classes=20)))
 train_dataloader = dict(
     batch_size=3,  # x 2 GPUs = the release's 6

@@ -81,7 +81,8 @@ def test_losses_and_masks_agree():
     for i in range(2):
         s = DetDataSample(metainfo=dict(img_shape=(H, W), ori_shape=(H, W),
                                         scale_factor=(1.0, 1.0)))
-        inst = InstanceData(bboxes=BOXES.clone() if i == 0 else torch.tensor([[12., 10., 40., 50.]]),
+        other = torch.tensor([[12., 10., 40., 50.]])
+        inst = InstanceData(bboxes=BOXES.clone() if i == 0 else other,
                             labels=LABELS.clone() if i == 0 else torch.tensor([0]))
         if i == 1:
             inst.masks = BitmapMasks(sal.numpy().astype('uint8'), H, W)
