@@ -63,7 +63,7 @@ def caffe_resnet_key(name, dst_prefix='backbone.'):
     return f'{dst_prefix}{layer}.{mod}.{_BN.get(what, what)}'
 
 
-@register_converter('fcis', signature=[r'(^|:)fcis_cls_seg_weight$'],
+@register_converter('fcis', signature=[r'fcis_cls_seg_weight$'],
                     source='FCIS (MXNet) .params arrays as {name: Tensor}')
 def convert_fcis(state_dict):
     sd = {re.sub(r'^(arg|aux):', '', k): v for k, v in state_dict.items()}

@@ -114,3 +114,36 @@ def test_mask_voting(golden):
         assert (out_scores[sel].double() - ref_boxes[valid, 4]).abs().max() < 1e-6
         assert (out_masks[sel].double() - ref_masks[valid]).abs().max() < 1e-5
         assert torch.equal(pasted[sel], ref_image[valid])
+
+
+def caffe_resnet101_names():
+    """Every trunk tensor of the release's caffe ResNet-v1-101 (conv1, res2a..res5c)."""
+    blocks = {2: ['a', 'b', 'c'], 3: ['a'] + [f'b{i}' for i in range(1, 4)],
+              4: ['a'] + [f'b{i}' for i in range(1, 23)], 5: ['a', 'b', 'c']}
+    names = ['conv1_weight'] + [f'bn_conv1_{p}' for p in ('gamma', 'beta', 'moving_mean',
+                                                           'moving_var')]
+    for stage, letters in blocks.items():
+        for letter in letters:
+            branches = ['2a', '2b', '2c'] + (['1'] if letter == 'a' else [])
+            for br in branches:
+                names.append(f'res{stage}{letter}_branch{br}_weight')
+                names += [f'bn{stage}{letter}_branch{br}_{p}'
+                          for p in ('gamma', 'beta', 'moving_mean', 'moving_var')]
+    return names
+
+
+def test_converter_fills_the_mmdet_resnet101_trunk():
+    from mmdet.models.backbones import ResNet
+    trunk = ResNet(depth=101, style='caffe', strides=(1, 2, 2, 1), dilations=(1, 1, 1, 2),
+                   out_indices=(2, 3))
+    want = {f'backbone.{k}' for k in trunk.state_dict() if not k.endswith('num_batches_tracked')}
+    names = caffe_resnet101_names()
+    official = {f'arg:{n}': torch.zeros(1) for n in names}
+    official['arg:fcis_cls_seg_weight'] = torch.zeros(1)
+    converted = convert_state_dict('fcis', official)
+    assert set(converted) - {'roi_head.head.fcis_cls_seg.weight'} == want
+    # the softmax RPN's 2A channels (background block, foreground block) -> per anchor [fg, bg]
+    cls = torch.arange(24.0)
+    out = convert_state_dict('fcis', {'rpn_cls_score_bias': cls,
+                                      'fcis_cls_seg_weight': torch.zeros(1)})
+    assert out['rpn_head.rpn_cls.bias'][:4].tolist() == [12.0, 0.0, 13.0, 1.0]
