@@ -44,7 +44,7 @@ model = dict(
         min_box_padding=4.0),
     train_cfg=dict(knob=dict(use_knob=True, decay=0.5, steps_per_decay=100, box_offset=0,
                              segm_offset=0, use_timescale=True)),
-    test_cfg=dict(score_threshold=0.5, mask_threshold=0.3, stop_rule='threshold'))
+    test_cfg=dict(score_thr=0.5, mask_threshold=0.3, stop_rule='threshold'))
 
 backend_args = None
 train_pipeline = [

@@ -47,7 +47,7 @@ model = dict(
              box_padding_ratio=0.2, min_box_padding=20.0),
     train_cfg=dict(knob=dict(use_knob=True, base=1.0, decay=0.5, steps_per_decay=700,
                              box_offset=-50000, segm_offset=3000, use_timescale=True)),
-    test_cfg=dict(score_threshold=0.5, mask_threshold=0.3, stop_rule='threshold'))
+    test_cfg=dict(score_thr=0.5, mask_threshold=0.3, stop_rule='threshold'))
 
 backend_args = None
 train_pipeline = [

@@ -41,7 +41,7 @@ from .masks import instances_mask_tensor
 
 __all__ = ['InsplugRecurrentAttention']
 
-_TEST_DEFAULTS = dict(score_threshold=0.5, mask_threshold=0.3, stop_rule='threshold',
+_TEST_DEFAULTS = dict(score_thr=0.5, mask_threshold=0.3, stop_rule='threshold',
                       one_label=True)
 _LOSS_DEFAULTS = dict(box=1.0, segm=1.0, score=1.0, cls=1.0)
 
@@ -87,7 +87,7 @@ class InsplugRecurrentAttention(nn.Module):
         num_classes: K (1: the release).
         knob: GT-feeding schedule (see ``training.sample_knobs``).
         loss_weights: ``box``, ``segm``, ``score``, ``cls``.
-        test: ``score_threshold``, ``mask_threshold``, ``stop_rule``, ``one_label``.
+        test: ``score_thr``, ``mask_threshold``, ``stop_rule``, ``one_label``.
         pixel_mean, pixel_std: input normalisation.
     """
     num_classes_key = 'MODEL.INSPLUG.RECURRENTATTENTION.NUM_CLASSES'
@@ -151,7 +151,7 @@ class InsplugRecurrentAttention(nn.Module):
             cls = outputs['cls_logits'][b] if outputs['cls_logits'] is not None else None
             masks, scores, labels = instances_from_steps(
                 outputs['masks'][b], outputs['scores'][b], cls, out_hw,
-                self.test_cfg['score_threshold'], self.test_cfg['mask_threshold'],
+                self.test_cfg['score_thr'], self.test_cfg['mask_threshold'],
                 self.test_cfg['stop_rule'], self.test_cfg['one_label'])
             inst = Instances(tuple(out_hw))
             inst.pred_masks = masks

@@ -44,7 +44,7 @@ class RecurrentAttentionSegmentor(BaseDetector):
         train_cfg: ``knob`` (GT-feeding schedule, see
             :func:`insplug.core.recurrent_attention.training.sample_knobs`) and
             ``loss_weights`` (``box``, ``segm``, ``score``, ``cls``).
-        test_cfg: ``score_threshold`` (0.5), ``mask_threshold`` (0.3), ``stop_rule``
+        test_cfg: ``score_thr`` (0.5), ``mask_threshold`` (0.3), ``stop_rule``
             ('threshold' as released, or 'first_below'), ``one_label`` (True).
     """
 
@@ -55,7 +55,7 @@ class RecurrentAttentionSegmentor(BaseDetector):
         self.num_classes = num_classes
         self.net = RecurrentAttentionNet(num_classes=num_classes, **net)
         self.train_cfg = dict(train_cfg or {})
-        self.test_cfg = dict(dict(score_threshold=0.5, mask_threshold=0.3,
+        self.test_cfg = dict(dict(score_thr=0.5, mask_threshold=0.3,
                                   stop_rule='threshold', one_label=True), **(test_cfg or {}))
 
     @property
@@ -96,7 +96,7 @@ class RecurrentAttentionSegmentor(BaseDetector):
             cls = out['cls_logits'][b] if out['cls_logits'] is not None else None
             masks, scores, labels = instances_from_steps(
                 out['masks'][b], out['scores'][b], cls, size,
-                self.test_cfg['score_threshold'], self.test_cfg['mask_threshold'],
+                self.test_cfg['score_thr'], self.test_cfg['mask_threshold'],
                 self.test_cfg['stop_rule'], self.test_cfg['one_label'])
             res = InstanceData()
             res.masks = masks

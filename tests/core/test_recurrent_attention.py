@@ -218,6 +218,11 @@ def test_instances_one_label_hand_worked():
     # upsampled to the output size before the one-label step and the threshold
     up, _, _ = instances_from_steps(masks, scores, out_size=(8, 8))
     assert up.shape == (2, 8, 8)
+    # a kept step is an instance even with an empty mask (release: counted by score > 0.5)
+    masks[0] = 0.1
+    empty, s2, _ = instances_from_steps(masks, scores)
+    assert empty.shape == (2, 4, 4) and not empty[0].any() and s2.tolist() == pytest.approx(
+        [0.6, 0.9])
 
 
 def tiny_net(**kw):

@@ -154,7 +154,7 @@ def test_agreement_with_mmdet(models, d2_shapes):
             assert diffs[key] < 1e-6, key
         # low thresholds so that the untrained models output instances (one-label split)
         for model in (mm, d2):
-            model.test_cfg['score_threshold'] = 0.0
+            model.test_cfg['score_thr'] = 0.0
             model.test_cfg['mask_threshold'] = 0.0
         mm_out = mm.predict(inputs, samples)
         d2_out = d2(batch)

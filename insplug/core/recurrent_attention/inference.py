@@ -94,7 +94,9 @@ def instances_from_steps(masks: Tensor, scores: Tensor, cls_logits: Optional[Ten
         one_label: release True (each pixel in at most one instance).
 
     Returns:
-        (masks (N, Ho, Wo) bool, scores (N,), labels (N,) int64); empty masks dropped.
+        (masks (N, Ho, Wo) bool, scores (N,), labels (N,) int64): the steps the stop rule keeps,
+        in step order; as released, a kept step is an instance even if no pixel of its mask
+        passes the threshold (an empty mask).
     """
     weighted = masks * scores[:, None, None]
     if out_size is not None and tuple(weighted.shape[-2:]) != tuple(out_size):
@@ -105,7 +107,7 @@ def instances_from_steps(masks: Tensor, scores: Tensor, cls_logits: Optional[Ten
         steps = torch.arange(weighted.shape[0], device=weighted.device).view(-1, 1, 1)
         weighted = torch.where(winner == steps, weighted, torch.zeros_like(weighted))
     binary = weighted > mask_threshold
-    keep = stop_mask(scores, score_threshold, stop_rule) & binary.flatten(1).any(1)
+    keep = stop_mask(scores, score_threshold, stop_rule)
     labels = cls_logits.argmax(-1) if cls_logits is not None else \
         torch.zeros_like(scores, dtype=torch.long)
     return binary[keep], scores[keep], labels[keep].long()
