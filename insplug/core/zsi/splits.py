@@ -26,7 +26,7 @@ UNSEEN_48_17 = ('bus', 'dog', 'cow', 'elephant', 'umbrella', 'tie', 'skateboard'
 UNSEEN_IDS_65_15 = (5, 7, 14, 17, 23, 33, 34, 36, 48, 54, 58, 70, 74, 80, 89)
 SPLITS = ('48_17', '65_15')
 NUM_SEEN = {'48_17': 48, '65_15': 65}
-_DATA = osp.join(osp.dirname(__file__), 'data')
+_DATA = osp.join(osp.dirname(__file__), 'embeddings')
 
 
 def _norm(name):
