@@ -169,3 +169,31 @@ def test_agreement_with_mmdet(models, d2_shapes):
         assert torch.allclose(a.bboxes, b.pred_boxes.tensor)
     assert sum(len(d['instances']) for d in d2_out) > 0
     print('mmdet vs detectron2 max abs differences:', diffs)
+
+
+def test_cvppp_yaml_matches_mmdet_config():
+    """The CVPPP yaml builds the network of configs/recurrent_attention/recurrent_attention_cvppp.py
+    (same parameter names and shapes, knob, test settings, normalisation)."""
+    from detectron2.config import get_cfg
+
+    from insplug.detectron2 import add_insplug_config
+    cfg = get_cfg()
+    add_insplug_config(cfg)
+    cfg.merge_from_file(osp.join(D2_CONFIGS, 'recurrent_attention_cvppp.yaml'))
+    cfg.MODEL.DEVICE = 'cpu'
+    d2 = build_model(cfg)
+    import insplug.mmdet  # noqa: F401
+    from insplug.registry import MODELS
+    mm_cfg = Config.fromfile(osp.join(REPO, 'configs', 'recurrent_attention',
+                                      'recurrent_attention_cvppp.py'))
+    with DefaultScope.overwrite_default_scope('insplug'):
+        mm = MODELS.build(mm_cfg.model)
+    assert {k: tuple(v.shape) for k, v in d2.state_dict().items()} == \
+        {k: tuple(v.shape) for k, v in mm.state_dict().items()}
+    for key, value in mm_cfg.model.train_cfg.knob.items():
+        assert d2.knob[key] == value, key
+    for key, value in mm_cfg.model.test_cfg.items():
+        assert d2.test_cfg[key] == value, key
+    assert d2.pixel_std.flatten().tolist() == mm_cfg.model.data_preprocessor.std
+    assert cfg.SOLVER.BASE_LR == mm_cfg.optim_wrapper.optimizer.lr
+    assert cfg.SOLVER.MAX_ITER == mm_cfg.max_iters
