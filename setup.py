@@ -20,7 +20,8 @@ setup(
     # the configs travel inside the package (insplug/.mim/configs links to configs/), so a
     # pip-installed insplug resolves `insplug::PATH` configs without the repository
     package_data={'insplug': ['.mim/model-index.yml', '.mim/configs/**/*.py',
-                              '.mim/configs/**/*.yaml', 'scripts/*.sh']},
+                              '.mim/configs/**/*.yaml', 'scripts/*.sh',
+                              'core/zsi/embeddings/*.pt']},
     entry_points={'console_scripts': [
         'insplug-train=insplug.cli.train:main',
         'insplug-test=insplug.cli.test:main',
