@@ -1,7 +1,8 @@
 """Recurrent attention configs: every full config and the demo build through the registry with
 the release's network sizes (checked against the release's run scripts: input size, timespan,
-glimpse map, patch features), and the CVPPP model (2 steps) runs inference on one image (masks at the original size,
-consistent fields)."""
+glimpse map, patch features), the CVPPP model (2 steps) runs inference on one image (masks at
+the original size, consistent fields), and the box-stage checkpoint fills the full model's box
+network."""
 import os.path as osp
 
 import pytest
