@@ -31,7 +31,7 @@ RSIS_RULES = (
        (r'^(conv_out|fc_class|fc_stop)\.(weight|bias)$', r'head.decoder.\1.\2')])
 
 
-@register_converter('rsis', signature=[r'^(decoder\.)?clstm_list\.0\.Gates\.weight$'],
+@register_converter('rsis', signature=[r'clstm_list\.0\.Gates\.weight$'],
                     source='RSIS (imatge-upc/rsis) encoder.pt + decoder.pt (merged)')
 def convert_rsis(state_dict):
     """Official ``{key: Tensor}`` (encoder and decoder merged) -> insplug ``RSISSegmentor``."""

@@ -101,3 +101,16 @@ def test_merge_tool(tmp_path):
     spec.loader.exec_module(mod)
     merged = mod.merge({'module.sk5.weight': torch.zeros(1)}, {'fc_stop.bias': torch.ones(1)})
     assert set(merged) == {'encoder.sk5.weight', 'decoder.fc_stop.bias'}
+
+
+def test_curriculum_hook_sets_head_state():
+    from types import SimpleNamespace
+
+    from insplug.registry import HOOKS
+    model, _ = build('demo/rsis_r18_shapes.py')
+    with DefaultScope.overwrite_default_scope('insplug'):
+        hook = HOOKS.build(dict(type='RSISCurriculumHook', start_steps=2, interval=10,
+                                class_loss_after=25, stop_loss_after=5, min_steps=2))
+    hook.before_train_iter(SimpleNamespace(model=model, iter=12, epoch=0), 0)
+    assert (model.head.train_steps_limit, model.head.use_class_loss,
+            model.head.use_stop_loss) == (3, False, True)

@@ -147,7 +147,7 @@ class RSISSegmentor(BottomUpSegmentor):
 
 @HOOKS.register_module()
 class RSISCurriculumHook(Hook):
-    """Sets the RSIS / RIS head's step limit and loss switches before every training iteration
+    """Sets the RSIS head's step limit and loss switches before every training iteration
     from :func:`insplug.core.rsis.curriculum_state` (arguments as there; ``by_epoch`` counts
     epochs instead of iterations)."""
     priority = 'NORMAL'
