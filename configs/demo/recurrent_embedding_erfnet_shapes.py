@@ -6,7 +6,7 @@
 # 1/64 of the pixels per image (256 at 128 px, drawn at random; the VOC release trains on
 # its stride-4 map). Inference: 16
 # loops at bandwidth 0.2 (the release's VOC test script) over the semantic foreground, then the
-# converged points merged within 0.5.
+# converged points merged within 1.0.
 _base_ = './spatialembeddings_erfnet_shapes.py'
 
 model = dict(
@@ -28,7 +28,7 @@ model = dict(
         semantic_weight=1.0,
         test_cfg=dict(
             clustering=dict(type='RecurrentMeanShiftClustering', bandwidth=0.2, num_iters=16,
-                            merge_radius=0.5, min_pixels=8, max_points=512),
+                            merge_radius=1.0, min_pixels=8, max_points=512),
             min_pixels=8,
             max_per_img=100)))
 optim_wrapper = dict(optimizer=dict(lr=3e-3))

@@ -4,7 +4,7 @@
 # 64-d hypersphere embeddings, calibrated cosine pull (weight 1) and push (margin 0.5, weight 5)
 # on 35% (at most 4000) of 1/16 of the pixels (the release: of its stride-4 map), no grouping loop in training.
 # Inference: 16 recurrent mean-shift loops at bandwidth 0.2 (the release's VOC test script),
-# merged within 0.5, over the semantic foreground. Trunk: ResNet-50 + FPN P2 (stride 4) instead
+# merged within 1.0, over the semantic foreground. Trunk: ResNet-50 + FPN P2 (stride 4) instead
 # of the release's MatConvNet ResNet; the semantic branch (classes for COCO-style AP) is
 # insplug's (the release trains embeddings only; the paper takes classes from a semantic
 # segmentation model). Optimiser as the other insplug bottom-up configs (the release's SGD at
@@ -36,7 +36,7 @@ model = dict(
         in_index=(0, 0),
         test_cfg=dict(
             clustering=dict(type='RecurrentMeanShiftClustering', bandwidth=0.2, num_iters=16,
-                            merge_radius=0.5, min_pixels=64, max_points=2048),
+                            merge_radius=1.0, min_pixels=64, max_points=2048),
             min_pixels=64,
             max_per_img=100)))
 

@@ -240,6 +240,9 @@ class RecurrentMeanShiftClustering:
        the loops on every pixel of its stride-8 map);
     3. the converged subset is clustered by flat mean-shift of radius ``merge_radius``
        (Euclidean on the sphere: ``cos >= 1 - r^2 / 2``; :func:`mean_shift_clustering`);
+       default 1.0 (cos >= 0.5): the push margins put different instances at calibrated
+       similarity <= 0.1-0.5 (cos <= 0), and on the demo a radius of 0.5 left objects split
+       in several modes (segm AP50 0.05 against 0.24 at 1.0, same weights);
     4. every point takes the cluster of its most similar subset point (before the loops);
        clusters under ``min_pixels`` are dropped.
 
@@ -248,7 +251,7 @@ class RecurrentMeanShiftClustering:
     """
     needs_seed = False
 
-    def __init__(self, bandwidth: float = 0.2, num_iters: int = 16, merge_radius: float = 0.5,
+    def __init__(self, bandwidth: float = 0.2, num_iters: int = 16, merge_radius: float = 1.0,
                  min_pixels: int = 1, max_points: int = 2048, max_seeds: int = 256):
         self.bandwidth = bandwidth
         self.num_iters = num_iters
