@@ -23,7 +23,6 @@ finally a 3x3 conv km/16 -> 1. Every 3x3 convolution pads symmetrically.
 """
 from typing import List, Sequence
 
-import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor

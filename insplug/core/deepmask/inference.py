@@ -31,7 +31,6 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from insplug.core.postprocess.mask_boxes import masks_to_boxes
-from insplug.core.refinemask.boundary import resize_binary
 
 
 def pyramid_scales(smin: float = -2.5, smax: float = 0.5, sstep: float = 0.5) -> List[float]:

@@ -13,6 +13,8 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
+from insplug.core.refinemask.boundary import resize_binary
+
 from . import inference as inf
 from . import sampling as smp
 from .head import DeepMaskHead, SharpMaskRefinement
@@ -157,7 +159,7 @@ class DeepMaskNet(nn.Module):
         for b, (h, w) in enumerate(image_sizes):  # per image (a pyramid each), not per object
             res = self.propose(images[b, :, :h, :w], pad_value, **test_opts)
             if out_sizes is not None and tuple(out_sizes[b]) != (h, w):
-                masks = inf.resize_binary(res['masks'], tuple(out_sizes[b]))
+                masks = resize_binary(res['masks'], tuple(out_sizes[b]))
                 res = dict(zip(('masks', 'scores', 'boxes'),
                                inf.proposals_from_masks(masks, res['scores'])))
             results.append(res)
