@@ -192,3 +192,16 @@ def test_shapes_yaml_train_step(d2_shapes, name, losses, opts):
         res = model(first_batch(cfg, train=False, batch_size=1))
     inst = res[0]['instances']
     assert inst.pred_masks.dtype == torch.bool
+
+
+def test_full_voc_yaml_loads_converted_weights():
+    """The VOC yaml builds InsplugRSIS with ResNet-101, and the mmdet VOC model's weights
+    (``to_detectron2``) fill it exactly."""
+    cfg = Config.fromfile(osp.join(REPO, 'configs', 'rsis', 'rsis_r101_voc.py'))
+    cfg.model.backbone.pop('init_cfg')
+    with DefaultScope.overwrite_default_scope('insplug'):
+        mm = MODELS.build(cfg.model)
+    d2 = build_model(yaml_cfg('rsis_r101_voc.yaml'))
+    state = {k: v for k, v in to_detectron2(mm.state_dict()).items()}
+    load_strict(d2, state)
+    assert d2.num_classes == 20 and d2.max_steps == 10
