@@ -88,3 +88,118 @@ def convert_fcis(state_dict):
             out[key] = torch.stack([fg, bg], 1).reshape(t.shape)
     out.update(trunk)
     return out
+
+
+# --------------------------------------------------------------------------- MXNet .params
+_MX_LIST_MAGIC = 0x112
+_MX_V1_MAGIC = 0xF993FAC8
+_MX_V2_MAGIC = 0xF993FAC9
+_MX_DTYPES = {0: torch.float32, 1: torch.float64, 2: torch.float16, 3: torch.uint8,
+              4: torch.int32, 5: torch.int8, 6: torch.int64}
+
+
+def load_mxnet_params(path):
+    """Arrays of an MXNet ``.params`` file (``mx.nd.save`` of a dict) as ``{name: Tensor}``,
+    read with ``struct`` (no MXNet, nothing unpickled): the list magic 0x112, then per array the
+    V2 (0xF993fac9, with a storage type), V1 (0xF993fac8) or legacy (32-bit shape) header,
+    the context, the dtype flag and the raw little-endian data; then the names. Only dense
+    arrays are read.
+
+    Args:
+        path: e.g. ``model/fcis_coco-0000.params``.
+
+    Returns:
+        dict ``{'arg:NAME' or 'aux:NAME': Tensor}``.
+    """
+    import struct
+
+    import numpy as np
+
+    with open(path, 'rb') as f:
+        buf = f.read()
+    pos = 0
+
+    def read(fmt):
+        nonlocal pos
+        values = struct.unpack_from('<' + fmt, buf, pos)
+        pos += struct.calcsize('<' + fmt)
+        return values
+
+    header, _reserved = read('QQ')
+    if header != _MX_LIST_MAGIC:
+        raise ValueError(f'{path}: not an MXNet NDArray list file (magic {header:#x})')
+    (count,) = read('Q')
+    arrays = []
+    for _ in range(count):
+        (magic,) = read('I')
+        if magic in (_MX_V1_MAGIC, _MX_V2_MAGIC):
+            if magic == _MX_V2_MAGIC:
+                (stype,) = read('i')
+                if stype != 0:
+                    raise ValueError(f'{path}: sparse arrays (storage type {stype}) unsupported')
+            (ndim,) = read('I')
+            shape = read(f'{ndim}q')
+        else:  # legacy: the magic was the number of dimensions, 32-bit sizes follow
+            ndim = magic
+            shape = read(f'{ndim}I')
+        if ndim == 0:
+            arrays.append(torch.zeros(0))
+            continue
+        read('ii')  # context: device type, device id
+        (flag,) = read('i')
+        dtype = _MX_DTYPES[flag]
+        n = int(np.prod(shape))
+        nbytes = n * torch.tensor([], dtype=dtype).element_size()
+        data = np.frombuffer(buf, dtype=torch.empty(0, dtype=dtype).numpy().dtype, count=n,
+                             offset=pos)
+        pos += nbytes
+        arrays.append(torch.from_numpy(data.copy()).view(*shape))
+    (num_names,) = read('Q')
+    names = []
+    for _ in range(num_names):
+        (length,) = read('Q')
+        names.append(buf[pos:pos + length].decode())
+        pos += length
+    if len(names) != len(arrays):
+        raise ValueError(f'{path}: {len(arrays)} arrays but {len(names)} names')
+    return dict(zip(names, arrays))
+
+
+def convert_params_file(src, dst=None, config=None):
+    """Convert the release's ``.params`` file; optionally check it fills ``config``'s model.
+
+    Args:
+        src: ``fcis_coco-0000.params``; dst: output ``.pth`` (``{'state_dict', 'meta'}``);
+        config: e.g. ``configs/fcis/fcis_r101_coco.py``.
+
+    Returns:
+        the converted ``{key: Tensor}``.
+    """
+    import os
+    import os.path as osp
+
+    from insplug.converters import (ConversionError, build_model_state, check_state_dict_fit,
+                                    convert_state_dict)
+    converted = convert_state_dict('fcis', load_mxnet_params(src))
+    if config is not None:
+        fit = check_state_dict_fit(build_model_state(config), converted)
+        if not fit.ok:
+            raise ConversionError(f'fcis: the converted checkpoint does not fill the model of '
+                                  f'{config}: {fit.summary()}')
+    if dst is not None:
+        tmp = f'{dst}.tmp{os.getpid()}'
+        torch.save({'state_dict': converted,
+                    'meta': {'converted_from': 'fcis', 'source': osp.basename(str(src))}}, tmp)
+        os.replace(tmp, dst)
+    return converted
+
+
+if __name__ == '__main__':
+    import argparse
+    parser = argparse.ArgumentParser(
+        description='FCIS release .params (MXNet) -> insplug checkpoint, without MXNet')
+    parser.add_argument('src')
+    parser.add_argument('dst')
+    parser.add_argument('--config', default=None)
+    args = parser.parse_args()
+    convert_params_file(args.src, args.dst, args.config)

@@ -147,3 +147,34 @@ def test_converter_fills_the_mmdet_resnet101_trunk():
     out = convert_state_dict('fcis', {'rpn_cls_score_bias': cls,
                                       'fcis_cls_seg_weight': torch.zeros(1)})
     assert out['rpn_head.rpn_cls.bias'][:4].tolist() == [12.0, 0.0, 13.0, 1.0]
+
+
+def _mx_array(header, shape_fmt, shape, flag, data):
+    import struct
+    out = header + struct.pack(f'<I{len(shape)}{shape_fmt}', len(shape), *shape)
+    return out + struct.pack('<iii', 1, 0, flag) + data.tobytes()
+
+
+def test_mxnet_params_reader(tmp_path):
+    """The three NDArray headers of MXNet's save format (V2 with storage type, V1, legacy
+    32-bit shapes) and the name list, written here byte by byte from the format."""
+    import struct
+
+    import numpy as np
+
+    from insplug.converters.fcis import load_mxnet_params
+    a = np.arange(6, dtype=np.float32).reshape(2, 3)
+    b = np.array([1.5, -2.0], dtype=np.float64)
+    c = np.ones((1, 2), dtype=np.float16)
+    body = (_mx_array(struct.pack('<Ii', 0xF993FAC9, 0), 'q', a.shape, 0, a)
+            + _mx_array(struct.pack('<I', 0xF993FAC8), 'q', b.shape, 1, b)
+            + struct.pack('<I2I', 2, 1, 2) + struct.pack('<iii', 1, 0, 2) + c.tobytes())
+    names = [b'arg:fcis_cls_seg_weight', b'aux:bn_conv1_moving_var', b'arg:conv1_weight']
+    tail = struct.pack('<Q', 3) + b''.join(struct.pack('<Q', len(n)) + n for n in names)
+    path = tmp_path / 'x.params'
+    path.write_bytes(struct.pack('<QQQ', 0x112, 0, 3) + body + tail)
+    out = load_mxnet_params(str(path))
+    assert list(out) == [n.decode() for n in names]
+    assert torch.equal(out['arg:fcis_cls_seg_weight'], torch.from_numpy(a))
+    assert torch.equal(out['aux:bn_conv1_moving_var'], torch.from_numpy(b))
+    assert torch.equal(out['arg:conv1_weight'], torch.from_numpy(c))
