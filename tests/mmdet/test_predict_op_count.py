@@ -26,7 +26,7 @@ from insplug.core.postprocess.paste import PASTE_GROUPS
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 NAMES = ['refinemask_r18_shapes', 'centermask_r18_shapes', 'blendmask_r18_shapes',
          'yolact_protonet_r18_shapes', 'embedmask_r18_shapes', 'polarmask_r18_shapes',
-         'sparseinst_r18_shapes']
+         'sparseinst_r18_shapes', 'd2det_r18_shapes']
 COUNTS = (10, 100, 300)
 
 
