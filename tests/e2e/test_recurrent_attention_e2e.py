@@ -10,7 +10,7 @@ every 80 iterations, time-scaled), then evaluated on those same images
 per pixel, > 0.3; steps with score > 0.5 are instances) and COCO segm metrics. A fitting check
 of the whole pipeline (attention window, patch networks, canvas, matching losses, stop rule,
 COCO output), not generalisation. Measured with ``OMP_NUM_THREADS=1``, seeds 0 / 1 / 2: total
-loss 4.01 -> 1.76 / 4.04 -> 1.62 / 4.00 -> 1.47, segm AP50 0.301 / 0.293 / 0.535 (segm mAP
+loss 4.01 -> 1.76 / 4.04 -> 1.62 / 4.00 -> 1.47, segm AP50 0.301 / 0.288 / 0.535 (segm mAP
 0.110 / 0.069 / 0.167). The test uses seed 0. Checks:
 
 * the total loss falls below 0.6 of its start (measured ratios 0.44 / 0.40 / 0.37);
