@@ -92,6 +92,10 @@ class InsplugBoxCaseg(nn.Module):
         pixel_mean, pixel_std: input normalisation.
     """
 
+    # no class output: the masks take the classes of the boxes they segment (train_net skips
+    # its class-count check)
+    class_agnostic = True
+
     @configurable
     def __init__(self, *, backbone: Backbone, in_features: Sequence[str], crop_size: int,
                  pixel_mean, pixel_std, fcn_ratio=0.7, final_kernel=1,

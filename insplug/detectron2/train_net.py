@@ -61,7 +61,13 @@ def num_classes_key(meta_architecture):
 
 
 def num_classes_field(cfg):
-    """(config key, value) of the model's class count."""
+    """(config key, value) of the model's class count; (None, None) for a meta-architecture
+    marked ``class_agnostic = True`` (it predicts no class, e.g. BoxCaseg labels its masks with
+    the input boxes' classes)."""
+    from detectron2.modeling import META_ARCH_REGISTRY
+    cls = META_ARCH_REGISTRY._obj_map.get(cfg.MODEL.META_ARCHITECTURE)
+    if getattr(cls, 'class_agnostic', False):
+        return None, None
     key = num_classes_key(cfg.MODEL.META_ARCHITECTURE)
     value = cfg
     for part in key.split('.'):
@@ -138,7 +144,8 @@ def register_datasets(cfg, shapes_root='data/shapes', datasets=()):
     if splits:
         register_shapes(shapes_root, splits=splits)
     field, num_classes = num_classes_field(cfg)
-    check_num_classes(names, num_classes, field)
+    if field is not None:
+        check_num_classes(names, num_classes, field)
 
 
 def main(args):
