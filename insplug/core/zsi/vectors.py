@@ -1,0 +1,49 @@
+"""Class embedding sources of the ZSI heads, and the shapes demo's embeddings.
+
+Shapes: D embedding dims, S seen and U unseen classes.
+
+``class_vectors(spec)`` returns a (D, 1 + S + U) matrix, column 0 the background, then the seen
+and the unseen classes in the model's label order: ``spec`` is '48_17' / '65_15' (the release's
+word2vec files, :func:`insplug.core.zsi.splits.load_class_vectors`), 'shapes_demo', or the path
+of a ``.pt`` tensor of that layout (loaded weights-only).
+
+The shapes demo (5 classes, 'ring' held out as unseen) has no word vectors: its embeddings are
+8 hand-set attributes per class (background, round, straight edges, corner count / 10, pointed
+tips, hollow, elongated, filled), each column L2-normalised. They are deterministic (no file to
+download; ``embeddings/shapes_demo.pt`` holds the same matrix) and chosen so that the unseen
+'ring' shares attributes with the seen 'circle' (round) -- an honest but weak semantic link.
+"""
+import os.path as osp
+
+import torch
+
+from .splits import load_class_vectors
+
+SHAPES_DEMO_SEEN = ('circle', 'rectangle', 'triangle', 'star')
+SHAPES_DEMO_UNSEEN = ('ring',)
+_ATTRIBUTES = {  # background, round, straight, corners/10, tips, hollow, elongated, filled
+    'background': (1., 0., 0., 0., 0., 0., 0., 0.),
+    'circle': (0., 1., 0., 0., 0., 0., 0., 1.),
+    'rectangle': (0., 0., 1., .4, 0., 0., .5, 1.),
+    'triangle': (0., 0., 1., .3, 1., 0., 0., 1.),
+    'star': (0., 0., 1., 1., 1., 0., 0., 1.),
+    'ring': (0., 1., 0., 0., 0., 1., 0., 0.),
+}
+
+
+def shapes_demo_vectors():
+    """(8, 1 + 4 + 1) float32: background, circle, rectangle, triangle, star, ring."""
+    names = ('background',) + SHAPES_DEMO_SEEN + SHAPES_DEMO_UNSEEN
+    vec = torch.tensor([_ATTRIBUTES[n] for n in names], dtype=torch.float32).t()
+    return vec / vec.norm(dim=0, keepdim=True)
+
+
+def class_vectors(spec):
+    """(D, 1 + S + U) class embeddings of ``spec`` (see the module docstring)."""
+    if spec in ('48_17', '65_15'):
+        return load_class_vectors(spec)
+    if spec == 'shapes_demo':
+        return shapes_demo_vectors()
+    if isinstance(spec, str) and osp.isfile(spec):
+        return torch.load(spec, weights_only=True).float()
+    raise ValueError(f"class vectors: '48_17', '65_15', 'shapes_demo' or a .pt path, not {spec!r}")
