@@ -16,8 +16,10 @@ REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CFG = osp.join(REPO, 'configs', 'deepmask')
 
 
-def build(name):
+def build(name, options=None):
     cfg = Config.fromfile(osp.join(CFG, name))
+    if options:
+        cfg.merge_from_dict(options)
     with DefaultScope.overwrite_default_scope('insplug'):
         return MODELS.build(cfg.model), cfg
 
@@ -93,7 +95,11 @@ def test_sharpmask_stage_trains_only_the_refinement():
 
 
 def test_mask_rcnn_roi_head_trains_on_deepmask_proposals():
-    model, _ = build('mask_rcnn_deepmask_proposals_shapes.py')
+    # three pyramid scales, 50 proposals: seconds on CPU
+    model, _ = build('mask_rcnn_deepmask_proposals_shapes.py', {
+        'model.rpn_head.deepmask_test_cfg.smin': -1.0,
+        'model.rpn_head.deepmask_test_cfg.smax': 0.0,
+        'model.rpn_head.deepmask_test_cfg.num_proposals': 50})
     images, samples = _batch()
     model.train()
     losses = model.loss(images, samples)
