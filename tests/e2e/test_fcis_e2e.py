@@ -7,10 +7,13 @@ iterations, batch 2, on the first 4 training images at 128 px without flips
 checks that the whole pipeline -- RPN on C4, PS inside/outside maps, OHEM, the joint losses,
 two-iteration inference, mask voting and the release's paste -- can fit data).
 
-Measured (seed 0, OMP_NUM_THREADS=1, a loaded 2-core machine: 482 s wall): loss (mean of the
-first / last 8 iterations) 274.9 -> 156.8; segm mAP 0.064, mAP50 0.145 (bbox mAP 0.086,
-mAP50 0.147). After 30 iterations segm mAP50 was still 0.000 (loss 274.9 -> 91.2): the
-release's mask loss (a sum over 21 x 21 cells x 10 / 128) dominates the first iterations.
+Measured with OMP_NUM_THREADS=1 on a heavily loaded 2-core machine (about 51 s CPU user time,
+8-9 min wall), seeds 0 / 1: loss (mean of the first / last 8 iterations) 274.9 -> 156.8 /
+251.7 -> 125.6; segm mAP 0.064 / 0.006, mAP50 0.145 / 0.021; bbox mAP50 0.147 / 0.092.
+After 30 iterations (seed 0) segm mAP50 was still 0.000 and bbox mAP50 0.002; AdamW (lr 1e-3,
+40 iterations) reached only segm mAP50 0.000 / 0.006: the release's mask loss (a sum over
+21 x 21 cells x 10 / 128) dominates the first iterations. The seed spread is large, so the
+floors are a third of the lower seed's figures.
 """
 import os.path as osp
 
@@ -19,9 +22,10 @@ from e2e_utils import fit_subset_options, mean, train_and_evaluate
 
 CONFIG = osp.join(osp.dirname(__file__), '..', '..', 'configs', 'demo', 'fcis_r18_shapes.py')
 ITERS = 60
-# An untrained model scores 0.0; floors about 1/3 of the measured segm mAP50 0.145 / mAP 0.064.
-SEGM_AP50_FLOOR = 0.045
-SEGM_AP_FLOOR = 0.02
+# An untrained model scores 0.0 (30 iterations: segm 0.000, bbox mAP50 0.002); floors about
+# 1/3 of the lower seed's segm mAP50 0.021 and bbox mAP50 0.092.
+SEGM_AP50_FLOOR = 0.007
+BBOX_AP50_FLOOR = 0.03
 
 
 @pytest.fixture(scope='module')
@@ -38,11 +42,11 @@ def fcis_run(demo_data, tmp_path_factory):
 def test_fcis_loss_falls(fcis_run):
     losses = fcis_run['losses']
     assert len(losses) == ITERS
-    # measured ratio 0.57 (last 8 / first 8 iterations)
+    # measured ratios 0.57 / 0.50 (last 8 / first 8 iterations)
     assert mean(losses[-8:]) < 0.8 * mean(losses[:8]), losses
 
 
 def test_fcis_segm_ap_above_floor(fcis_run):
     metrics = fcis_run['metrics']
     assert metrics['coco/segm_mAP_50'] > SEGM_AP50_FLOOR, metrics
-    assert metrics['coco/segm_mAP'] > SEGM_AP_FLOOR, metrics
+    assert metrics['coco/bbox_mAP_50'] > BBOX_AP50_FLOOR, metrics
