@@ -101,3 +101,70 @@ def test_mask_head_gzsi_matches_release(golden):
     seen = class_logits(emb, vec)
     assert (seen - g['gzsi_seen']).abs().max() < TOL
     assert (unseen_mask_logits(seen, vec, vec_unseen) - g['gzsi_unseen']).abs().max() < TOL
+
+
+def _converted(golden):
+    from insplug.converters import convert_state_dict
+    sd = {f'rpn_head.{k}': v for k, v in golden['rpn']['state_dict'].items()}
+    sd.update({f'mask_head.{k}': v for k, v in _dense(golden['mask']).items()})
+    return convert_state_dict('zsi', sd)
+
+
+def _strip(sd, prefix):
+    return {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
+
+
+def test_mmdet_heads_with_converted_release_weights(golden):
+    """The converter + the registered mmdet heads reproduce the release's head outputs."""
+    import insplug.mmdet  # noqa: F401  (registers)
+    from insplug.registry import MODELS
+    sd = _converted(golden)
+    rpn = MODELS.build(dict(
+        type='ZSIBackgroundAwareRPNHead', class_vectors='48_17', in_channels=16,
+        feat_channels=16, anchor_generator=dict(type='AnchorGenerator', scales=[8],
+                                                ratios=[0.5, 1.0, 2.0], strides=[4]),
+        loss_cls=dict(type='CrossEntropyLoss', use_sigmoid=False))).double()
+    rpn.load_state_dict(_strip(sd, 'rpn_head.'), strict=True)
+    g = golden['rpn']
+    cls, reg = rpn.forward_single(g['x'])
+    assert (cls - background_last(g['cls_score'])).abs().max() < TOL
+    assert (reg - g['bbox_pred']).abs().max() < TOL
+    assert (rpn.background_vector() - g['bg_vector']).abs().max() < TOL
+    head = MODELS.build(dict(
+        type='ZSISemanticMaskHead', class_vectors='48_17', num_classes=48, num_convs=2,
+        in_channels=16, conv_out_channels=16)).double()
+    head.load_state_dict(_strip(sd, 'roi_head.mask_head.'), strict=True)
+    m = golden['mask']
+    head.eval()
+    assert (head(m['x']) - m['logits'][:, 1:]).abs().max() < TOL  # seen, file's background
+    head.bg_vector, head.mode = rpn.background_vector(), 'gzsi'
+    expected = torch.cat([m['gzsi_seen'][:, 1:], m['gzsi_unseen'][:, 1:]], dim=1)
+    assert (head(m['x']) - expected).abs().max() < TOL
+    head.train()
+    head(m['x'])
+    rec_loss = head._ed
+    assert (rec_loss[0] - m['conv4_x']).abs().max() < TOL
+    assert (rec_loss[1] - m['d_x']).abs().max() < TOL
+
+
+def test_mmdet_bbox_head_with_converted_release_weights():
+    """``ZSISemanticBBoxHead`` (vocabulary path, synchronized background, decoder) with the
+    converted weights of ``golden.pt`` (the release's ``ConvFCSemanticBBoxHead.forward``)."""
+    import insplug.mmdet  # noqa: F401  (registers)
+    from insplug.converters.zsi import convert_zsi  # (no RPN key: the signature would refuse)
+    from insplug.registry import MODELS
+    g = torch.load(osp.join(osp.dirname(FIXTURE), 'golden.pt'), weights_only=True)
+    sd = convert_zsi({f'bbox_head.{k}': v for k, v in g['state_dict'].items()})
+    head = MODELS.build(dict(
+        type='ZSISemanticBBoxHead', class_vectors='48_17', num_classes=48, in_channels=32,
+        roi_feat_size=1, fc_out_channels=16, vocabulary_size=12, with_decoder=True)).double()
+    missing, unexpected = head.load_state_dict(_strip(sd, 'roi_head.bbox_head.'), strict=False)
+    assert set(missing) == {'fc_reg.weight', 'fc_reg.bias', 'voc'} and not unexpected
+    head.load_vocabulary(g['voc'])
+    head.bg_vector = g['bg_vector']
+    head.train()
+    cls_score, _ = head(g['x'][:, :, None, None])
+    assert (cls_score[:, -1] - g['logits'][:, 0]).abs().max() < 1e-10  # background last
+    assert (cls_score[:, :-1] - g['logits'][:, 1:]).abs().max() < 1e-10
+    assert (head._ed[0] - g['x_semantic']).abs().max() < 1e-10
+    assert (head._ed[1] - g['d_feature']).abs().max() < 1e-10

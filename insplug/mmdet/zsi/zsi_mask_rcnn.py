@@ -1,8 +1,8 @@
 """ZSI's zero-shot Mask R-CNN as mmdet components (the release's ``ZeroShotMaskRCNN`` with
 ``BackgroundAwareRPNHead``, ``SharedFCSemanticBBoxHead`` and ``SemanticFCNMaskHead``).
 
-* ``ZSIBackgroundAwareRPNHead``: softmax objectness from the word space (mmdet 3.x's (fg, bg)
-  channel order per anchor; the release's is (bg, fg), the converter swaps the rows);
+* ``ZSIBackgroundAwareRPNHead``: softmax objectness from the word space; ``vec_fb`` keeps the
+  release's (bg, fg) rows per anchor, the logits are reordered to mmdet 3.x's (fg, bg);
 * ``ZSISemanticBBoxHead``: 2 shared fcs, the RoI projected to the word space and scored against
   the class embeddings (``cls_score`` in mmdet's layout, background last), optional
   vocabulary and decoder (MSE 0.5, ``loss_bbox_ed``); at test time the seen / ZSI / GZSI
