@@ -11,7 +11,13 @@ inference, image.scale resampling and placement of the masks -- must fit data.
 
 Box AR is no use as a floor here: an untrained DeepMask's masks are whole window squares
 (logits ~0 > logit(0.2)), and 100 such squares already reach proposal AR@100 ~0.17 on these
-images; mask AP separates trained from untrained masks (see the figures at the floor).
+images; mask AP separates trained from untrained masks.
+
+Measured with OMP_NUM_THREADS=1 (same data, options and config):
+  untrained (2 iterations at lr 1e-7): agnostic segm mAP50 0.004 (mAP 0.001), proposal AR@100 0.165
+  seed 0: loss (mean of first / last 8 iterations) 1.339 -> 0.760, segm mAP50 0.054 (mAP 0.015),
+          AR@100 0.253
+  seed 1: loss 1.343 -> 0.759, segm mAP50 0.053 (mAP 0.009), AR@100 0.259
 """
 import json
 import os.path as osp
@@ -22,7 +28,8 @@ from e2e_utils import fit_subset_options, mean, train_and_evaluate
 CONFIG = osp.join(osp.dirname(__file__), '..', '..', 'configs', 'deepmask',
                   'deepmask_r18_shapes.py')
 ITERS = 60
-SEGM_AP50_FLOOR = 0.0  # set below
+# ~1/3 of the lowest measured value (0.053) and 4.5x the untrained model's 0.004
+SEGM_AP50_FLOOR = 0.018
 
 
 def agnostic(data, opts, work):
@@ -57,6 +64,7 @@ def deepmask_run(demo_data, tmp_path_factory):
 def test_deepmask_loss_falls(deepmask_run):
     losses = deepmask_run['losses']
     assert len(losses) == ITERS
+    # measured ratio 0.57 (last 8 / first 8 iterations), seeds 0 and 1
     assert mean(losses[-8:]) < 0.7 * mean(losses[:8]), losses
 
 
