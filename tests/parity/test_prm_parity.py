@@ -20,7 +20,7 @@ import insplug.mmdet  # noqa: F401
 from insplug.converters import convert_state_dict
 from insplug.core.countseg import sample_absent_classes, stage1_loss, stage2_loss, \
     top_count_peak_mask
-from insplug.core.prm import (find_peaks, peak_backprop_mode, peak_response_maps,
+from insplug.core.prm import (peak_backprop_mode, peak_response_maps,
                               peak_stimulation, peak_values, release_resize, retrieve_instances,
                               select_inference_peaks)
 from insplug.registry import MODELS

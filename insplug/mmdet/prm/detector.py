@@ -22,7 +22,7 @@ from mmengine.structures import InstanceData
 from insplug.core.countseg import count_prediction, sample_absent_classes, stage1_loss, \
     stage2_loss, top_count_peak_mask
 from insplug.core.postprocess.mask_boxes import masks_to_boxes
-from insplug.core.prm import (find_peaks, peak_backprop_mode, peak_response_maps,
+from insplug.core.prm import (peak_backprop_mode, peak_response_maps,
                               peak_stimulation, peak_values, release_resize, retrieve_instances,
                               select_inference_peaks)
 from insplug.registry import MODELS, TASK_UTILS

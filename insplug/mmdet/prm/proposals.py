@@ -71,7 +71,6 @@ class ColourRegionProposals:
             img = img * data_preprocessor.std.view(-1, 1, 1) + data_preprocessor.mean.view(
                 -1, 1, 1)
         img_h, img_w = data_sample.metainfo['img_shape'][:2]
-        out = torch.zeros((0,) + tuple(image.shape[-2:]), dtype=torch.bool, device=image.device)
         props = colour_region_proposals(img[:, :img_h, :img_w], **self.kwargs)
         out = torch.zeros((props.shape[0],) + tuple(image.shape[-2:]), dtype=torch.bool,
                           device=image.device)
