@@ -36,6 +36,11 @@ val_evaluator = dict(ann_file=data_root + 'val.json')
 test_evaluator = val_evaluator
 max_epochs = 1000
 train_cfg = dict(max_epochs=max_epochs, val_interval=50)
-custom_hooks = [dict(type='RSISCurriculumHook', curriculum=True, start_steps=2, increment=1,
-                     interval=30, class_loss_after=-1, stop_loss_after=500, min_steps=5,
-                     by_epoch=True)]
+custom_hooks = [
+    # insplug's default hooks (a custom_hooks list replaces the inherited one)
+    dict(type='NumClassCheckHook'),
+    dict(type='NonFiniteLossHook'),
+    dict(type='RNGStateHook'),
+    dict(type='AtomicCheckpointHook'),
+    dict(type='RSISCurriculumHook', curriculum=True, start_steps=2, increment=1,
+         interval=30, class_loss_after=-1, stop_loss_after=500, min_steps=5, by_epoch=True)]

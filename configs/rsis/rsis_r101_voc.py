@@ -68,5 +68,11 @@ optim_wrapper = dict(type='OptimWrapper',
                      optimizer=dict(type='Adam', lr=1e-3, weight_decay=1e-6),
                      paramwise_cfg=dict(custom_keys={'backbone': dict(lr_mult=1e-3)}))
 param_scheduler = []
-custom_hooks = [dict(type='RSISCurriculumHook', curriculum=False, class_loss_after=20,
-                     stop_loss_after=35, by_epoch=True)]
+custom_hooks = [
+    # insplug's default hooks (a custom_hooks list replaces the inherited one)
+    dict(type='NumClassCheckHook'),
+    dict(type='NonFiniteLossHook'),
+    dict(type='RNGStateHook'),
+    dict(type='AtomicCheckpointHook'),
+    dict(type='RSISCurriculumHook', curriculum=False, class_loss_after=20,
+         stop_loss_after=35, by_epoch=True)]
