@@ -1,13 +1,13 @@
 # InstanceFCN on the bundled shapes set (CPU demo): quarter-width ResNet-18 from scratch
 # (trainable BN), dilated to stride 8 (128 channels), k = 3, windows of m = 9 cells (72 px),
 # canonical object side 41 px (+- half an octave); shapes are 10-128 px in 256-px images, so
-# the pyramid is 2^-1.5 .. 2^1 (step 0.5) for training and inference.
+# the pyramid is 2^-1.5 .. 2^0.5 (step 0.5) for training and inference.
 # Evaluation: class-agnostic proposal AR (COCO useCats=0 on the boxes of the masks).
 _base_ = [
     '../_base_/datasets/shapes_instance.py',
     '../_base_/default_runtime.py',
 ]
-_scales = tuple(2.0 ** (e / 2) for e in range(-3, 3))
+_scales = tuple(2.0 ** (e / 2) for e in range(-3, 2))
 model = dict(
     type='InstanceFCN',
     data_preprocessor=dict(type='DetDataPreprocessor', mean=[123.675, 116.28, 103.53],
