@@ -11,7 +11,8 @@ matched loss is ``1 - iou`` of each matched pair.
 
 RSIS matches only the first ``min(T, M)`` steps (step t is supervised iff t < M: the GT
 sequence's own valid flags mark the pairs, every other pair costs 10 in the release); pass
-``num_steps=min(T, M)``. Recurrent attention (Ren & Zemel 2017) matches all T steps.
+``num_steps=min(T, M)``. Recurrent attention (Ren & Zemel 2017) does the same: its release
+masks both axes with the valid-GT flags, so only the first M steps are matched and supervised.
 """
 from typing import Optional, Tuple
 
