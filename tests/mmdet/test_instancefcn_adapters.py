@@ -64,6 +64,8 @@ def test_demo_config_loss_and_predict():
     model, _ = build('instancefcn_r18_shapes.py')
     x = torch.randn(2, 3, 96, 96)
     samples = [_sample(96, 96), _sample(96, 96)]
+    # at scale 1 both objects (40 and 35 px) fit the 72-px windows (29-58 px): positives
+    model.ifcn_train_cfg['scales'] = (1.0,)
     model.train()
     losses = model.loss(x, samples)
     assert set(losses) == {'loss_objectness', 'loss_segment'}
