@@ -7,8 +7,9 @@
 # without vocabulary, encoder-decoder mask head); widths and schedule are the demo's.
 # Evaluate the other settings with cfg options:
 #   ZSI:  model.mode=zsi   + val dataset subset='unseen'
-#   GZSI: model.mode=gzsi  + val dataset subset='all' + model.label_map=[0, 2, 3, 4, 1]
-#         (seen circle, rectangle, triangle, star, then ring -> the 5 classes in id order)
+#   GZSI: model.mode=gzsi  + val dataset subset='all' + model.label_map=[0, 1, 2, 3, 4]
+#         (seen circle, rectangle, triangle, star, then ring: ring has the largest id, so the
+#         model's order is already the 5 classes' id order; gzsi_label_map computes it)
 _base_ = [
     'mmdet::_base_/models/mask-rcnn_r50_fpn.py',
     '../_base_/datasets/shapes_instance.py',
