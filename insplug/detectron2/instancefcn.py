@@ -1,0 +1,137 @@
+"""InstanceFCN for detectron2: the ``InstanceFCN`` meta-architecture (class-agnostic segment
+proposals).
+
+Shapes: B images, (Hp, Wp) the padded batch, (H_i, W_i) image i's output size, K proposals.
+
+A detectron2 backbone (``build_backbone``) gives the feature ``IN_FEATURE`` (its stride is the
+window stride S); :class:`insplug.core.instancefcn.InstanceFCNHead` (parameters ``head.*`` as in
+the mmdet adapter) gives the k*k instance-sensitive maps and objectness; training and inference
+are :func:`insplug.core.instancefcn.batch_loss` / :func:`~insplug.core.instancefcn.batch_proposals`.
+detectron2's ResNet cannot dilate res4, so a stride-8 trunk here is ``res3`` (or a custom
+backbone); the mmdet full config uses a dilated ResNet-50.
+
+yacs::
+
+    MODEL.META_ARCHITECTURE: InstanceFCN
+    MODEL.INSPLUG.INSTANCEFCN.*   # NUM_CLASSES (1, proposals are class-agnostic), IN_FEATURE,
+                                  # FEAT_CHANNELS, K, WINDOW, TRAIN_SCALES, NUM_SAMPLES,
+                                  # POS_FRACTION, MASK_WEIGHT, OBJ_RATIO, CENTER_SHIFT,
+                                  # SCALE_TOLERANCE, TEST_SCALES, PRE_NMS, MASK_THR, NMS_IOU,
+                                  # MAX_PER_IMG
+"""
+import torch
+from detectron2.config import CfgNode as CN
+from detectron2.config import configurable
+from detectron2.modeling import META_ARCH_REGISTRY, build_backbone
+from detectron2.structures import Boxes, ImageList, Instances
+from torch import nn
+
+from insplug.core.instancefcn import (DEFAULT_TEST_CFG, DEFAULT_TRAIN_CFG, InstanceFCNHead,
+                                      batch_loss, batch_proposals)
+
+from .config import register_config_node, signature_defaults
+from .masks import instances_mask_tensor
+
+__all__ = ['InstanceFCN']
+
+
+@register_config_node('INSTANCEFCN')
+def _instancefcn_node():
+    head = signature_defaults(InstanceFCNHead)
+    node = CN()
+    node.NUM_CLASSES = 1
+    node.IN_FEATURE = 'res3'
+    node.FEAT_CHANNELS = head['feat_channels']
+    node.K = head['k']
+    node.WINDOW = head['window']
+    t, s = DEFAULT_TRAIN_CFG, DEFAULT_TEST_CFG
+    node.TRAIN_SCALES = list(t['scales'])
+    node.NUM_SAMPLES = t['num_samples']
+    node.POS_FRACTION = t['pos_fraction']
+    node.MASK_WEIGHT = t['mask_weight']
+    node.OBJ_RATIO = t['obj_ratio']
+    node.CENTER_SHIFT = t['center_shift']
+    node.SCALE_TOLERANCE = t['scale_tolerance']
+    node.TEST_SCALES = list(s['scales'])
+    node.PRE_NMS = s['pre_nms']
+    node.MASK_THR = s['mask_thr']
+    node.NMS_IOU = s['nms_iou']
+    node.MAX_PER_IMG = s['max_per_img']
+    return node
+
+
+@META_ARCH_REGISTRY.register()
+class InstanceFCN(nn.Module):
+    """InstanceFCN class-agnostic segment proposals as ``Instances`` (``pred_masks``,
+    ``pred_boxes`` from the masks, ``scores`` = sigmoid objectness, ``pred_classes`` = 0)."""
+
+    num_classes_key = 'MODEL.INSPLUG.INSTANCEFCN.NUM_CLASSES'
+
+    @configurable
+    def __init__(self, *, backbone: nn.Module, in_feature: str, head: InstanceFCNHead,
+                 train_opts: dict, test_opts: dict, pixel_mean, pixel_std):
+        super().__init__()
+        self.backbone, self.in_feature, self.head = backbone, in_feature, head
+        self.stride = backbone.output_shape()[in_feature].stride
+        self.train_opts = dict(DEFAULT_TRAIN_CFG, **train_opts)
+        self.test_opts = dict(DEFAULT_TEST_CFG, **test_opts)
+        self.register_buffer('pixel_mean', torch.tensor(pixel_mean).view(-1, 1, 1), False)
+        self.register_buffer('pixel_std', torch.tensor(pixel_std).view(-1, 1, 1), False)
+
+    @classmethod
+    def from_config(cls, cfg):
+        d = cfg.MODEL.INSPLUG.INSTANCEFCN
+        backbone = build_backbone(cfg)
+        channels = backbone.output_shape()[d.IN_FEATURE].channels
+        return dict(
+            backbone=backbone, in_feature=d.IN_FEATURE,
+            head=InstanceFCNHead(channels, d.FEAT_CHANNELS, d.K, d.WINDOW),
+            train_opts=dict(scales=tuple(d.TRAIN_SCALES), num_samples=d.NUM_SAMPLES,
+                            pos_fraction=d.POS_FRACTION, mask_weight=d.MASK_WEIGHT,
+                            obj_ratio=d.OBJ_RATIO, center_shift=d.CENTER_SHIFT,
+                            scale_tolerance=d.SCALE_TOLERANCE),
+            test_opts=dict(scales=tuple(d.TEST_SCALES), pre_nms=d.PRE_NMS,
+                           mask_thr=d.MASK_THR, nms_iou=d.NMS_IOU,
+                           max_per_img=d.MAX_PER_IMG),
+            pixel_mean=list(cfg.MODEL.PIXEL_MEAN), pixel_std=list(cfg.MODEL.PIXEL_STD))
+
+    @property
+    def device(self):
+        return self.pixel_mean.device
+
+    def _forward(self, x):
+        return self.head(self.backbone(x)[self.in_feature])
+
+    def preprocess_image(self, batched_inputs) -> ImageList:
+        images = [(x['image'].to(self.device) - self.pixel_mean) / self.pixel_std
+                  for x in batched_inputs]
+        return ImageList.from_tensors(images, self.backbone.size_divisibility)
+
+    def forward(self, batched_inputs):
+        images = self.preprocess_image(batched_inputs)
+        hp, wp = images.tensor.shape[-2:]
+        if self.training:
+            boxes, masks = [], []
+            for x in batched_inputs:
+                g = x['instances'].to(self.device)
+                boxes.append(g.gt_boxes.tensor)
+                m = instances_mask_tensor(g, self.device).float()
+                full = m.new_zeros(m.shape[0], hp, wp)
+                full[:, :m.shape[1], :m.shape[2]] = m[:, :hp, :wp]
+                masks.append(full)
+            return batch_loss(self._forward, images.tensor, boxes, masks, self.stride,
+                              self.head.window, self.train_opts)
+        sizes = [(x.get('height', h), x.get('width', w))
+                 for x, (h, w) in zip(batched_inputs, images.image_sizes)]
+        box_scales = [out[1] / w for out, (h, w) in zip(sizes, images.image_sizes)]
+        results = []
+        for (masks, scores, boxes), size in zip(
+                batch_proposals(self._forward, images.tensor, sizes, box_scales, self.stride,
+                                self.head.window, self.test_opts), sizes):
+            inst = Instances(size)
+            inst.pred_boxes = Boxes(boxes)
+            inst.scores = scores
+            inst.pred_classes = torch.zeros_like(scores, dtype=torch.long)
+            inst.pred_masks = masks
+            results.append({'instances': inst})
+        return results
