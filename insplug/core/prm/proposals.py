@@ -69,3 +69,42 @@ def colour_region_proposals(image, steps=(32, 48, 64), min_area=16, max_fraction
         return torch.zeros((0, h, w), dtype=torch.bool, device=image.device)
     order = np.argsort(-np.asarray(areas), kind='stable')[:max_proposals]
     return torch.from_numpy(np.stack([masks[i] for i in order])).to(image.device)
+
+
+def proposals_on_input_grid(masks, img_shape, pad_shape):
+    """(Q, h0, w0) bool proposals of the original image -> (Q, *pad_shape) bool on the padded
+    input grid (nearest resize to ``img_shape`` = the unpadded input size, zero padding)."""
+    img_h, img_w = img_shape
+    out = torch.zeros((masks.shape[0],) + tuple(pad_shape), dtype=torch.bool)
+    if masks.shape[0]:
+        resized = torch.nn.functional.interpolate(
+            masks[:, None].float(), size=(img_h, img_w), mode='nearest-exact')[:, 0] > 0.5
+        out[:, :img_h, :img_w] = resized
+    return out
+
+
+def colour_proposals_on_input_grid(image, img_shape, **kwargs):
+    """(3, H, W) de-normalised RGB input (0-255, padded) -> (Q, H, W) bool colour-region
+    proposals of its unpadded ``img_shape`` part (zero on the padding)."""
+    img_h, img_w = img_shape
+    props = colour_region_proposals(image[:, :img_h, :img_w], **kwargs)
+    out = torch.zeros((props.shape[0],) + tuple(image.shape[-2:]), dtype=torch.bool,
+                      device=image.device)
+    out[:, :img_h, :img_w] = props
+    return out
+
+
+def file_proposals(table, name, ori_shape, img_shape, pad_shape, missing='error'):
+    """Proposals of image ``name`` from a ``{file name: [COCO RLE, ...]}`` table (best first,
+    at the original size ``ori_shape``) -> (Q, *pad_shape) bool on the padded input grid.
+
+    ``missing``: 'error' (KeyError) or 'empty' for an image absent from the table."""
+    from pycocotools import mask as mask_utils
+    if name not in table:
+        if missing == 'error':
+            raise KeyError(f'no proposals for {name} in the proposal file')
+        return torch.zeros((0,) + tuple(pad_shape), dtype=torch.bool)
+    rles = table[name]
+    masks = np.stack([mask_utils.decode(r) for r in rles]) if rles else \
+        np.zeros(tuple(ori_shape), np.uint8)[None][:0]
+    return proposals_on_input_grid(torch.from_numpy(masks.astype(bool)), img_shape, pad_shape)

@@ -6,24 +6,8 @@ and the data preprocessor, and returns (Q, H, W) bool proposals on the input gri
 import json
 import os.path as osp
 
-import numpy as np
-import torch
-import torch.nn.functional as F
-from pycocotools import mask as mask_utils
-
-from insplug.core.prm.proposals import colour_region_proposals
+from insplug.core.prm.proposals import colour_proposals_on_input_grid, file_proposals
 from insplug.registry import TASK_UTILS
-
-
-def _to_input_grid(masks, data_sample, pad_shape):
-    """(Q, h0, w0) masks of the original image -> (Q, H, W) on the padded input grid."""
-    img_h, img_w = data_sample.metainfo['img_shape'][:2]
-    out = torch.zeros((masks.shape[0],) + tuple(pad_shape), dtype=torch.bool)
-    if masks.shape[0]:
-        resized = F.interpolate(masks[:, None].float(), size=(img_h, img_w),
-                                mode='nearest-exact')[:, 0] > 0.5
-        out[:, :img_h, :img_w] = resized
-    return out
 
 
 @TASK_UTILS.register_module()
@@ -42,17 +26,10 @@ class FileProposals:
         self.missing = missing
 
     def __call__(self, image, data_sample, data_preprocessor=None):
-        name = osp.basename(data_sample.metainfo['img_path'])
-        if name not in self.table:
-            if self.missing == 'error':
-                raise KeyError(f'no proposals for {name} in the proposal file')
-            return torch.zeros((0,) + tuple(image.shape[-2:]), dtype=torch.bool,
-                               device=image.device)
-        rles = self.table[name]
-        masks = np.stack([mask_utils.decode(r) for r in rles]) if rles else \
-            np.zeros((0,) + tuple(data_sample.metainfo['ori_shape'][:2]), np.uint8)
-        return _to_input_grid(torch.from_numpy(masks.astype(bool)), data_sample,
-                              image.shape[-2:]).to(image.device)
+        meta = data_sample.metainfo
+        return file_proposals(self.table, osp.basename(meta['img_path']), meta['ori_shape'][:2],
+                              meta['img_shape'][:2], image.shape[-2:],
+                              self.missing).to(image.device)
 
 
 @TASK_UTILS.register_module()
@@ -70,9 +47,5 @@ class ColourRegionProposals:
                                                      False):
             img = img * data_preprocessor.std.view(-1, 1, 1) + data_preprocessor.mean.view(
                 -1, 1, 1)
-        img_h, img_w = data_sample.metainfo['img_shape'][:2]
-        props = colour_region_proposals(img[:, :img_h, :img_w], **self.kwargs)
-        out = torch.zeros((props.shape[0],) + tuple(image.shape[-2:]), dtype=torch.bool,
-                          device=image.device)
-        out[:, :img_h, :img_w] = props
-        return out
+        return colour_proposals_on_input_grid(img, data_sample.metainfo['img_shape'][:2],
+                                              **self.kwargs)

@@ -17,29 +17,15 @@ its annotation file.
 """
 import numpy as np
 
+from insplug.core.prm.labels import image_labels_and_counts
 from insplug.registry import TRANSFORMS
 
 INSTANCE_KEYS = ('gt_bboxes', 'gt_bboxes_labels', 'gt_ignore_flags', 'gt_masks', 'gt_seg_map',
                  'gt_instances_ids')
+__all__ = ['ImageLevelLabels', 'image_labels_and_counts', 'INSTANCE_KEYS',
+           'IMAGE_LABEL_META_KEYS']
 IMAGE_LABEL_META_KEYS = ('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor',
                          'flip', 'flip_direction', 'gt_image_labels', 'gt_image_counts')
-
-
-def image_labels_and_counts(labels, ignore, num_classes):
-    """Multi-hot labels (every instance) and counts (non-ignored instances).
-
-    Args:
-        labels: (N,) int class indices; ignore: (N,) bool or None; num_classes: K.
-
-    Returns:
-        (K,) float32 multi-hot, (K,) int64 counts.
-    """
-    labels = np.asarray(labels, dtype=np.int64).reshape(-1)
-    ignore = np.zeros(labels.shape, bool) if ignore is None else np.asarray(ignore, bool)
-    multi_hot = np.zeros(num_classes, np.float32)
-    multi_hot[labels] = 1
-    counts = np.bincount(labels[~ignore], minlength=num_classes).astype(np.int64)
-    return multi_hot, counts
 
 
 @TRANSFORMS.register_module()
