@@ -137,7 +137,7 @@ class _ProposalSource:
                 self.table = json.load(f)
 
     def __call__(self, raw, x, img_shape):
-        """raw: (3, H, W) padded input image (0-255); x: the input dict."""
+        """raw: (3, H, W) de-normalised padded input (0-255); x: the input dict."""
         if self.source == 'colour':
             return colour_proposals_on_input_grid(raw.float(), img_shape, **self.colour)
         ori = (x.get('height', img_shape[0]), x.get('width', img_shape[1]))
@@ -200,17 +200,16 @@ class InsplugPRM(PRMMaps, nn.Module):
         return self.backbone(inputs)[self.in_feature]
 
     def preprocess_image(self, batched_inputs):
-        """Normalised and raw (0-255) padded images."""
-        raw = [x['image'].to(self.device).float() for x in batched_inputs]
-        norm = [(r - self.pixel_mean) / self.pixel_std for r in raw]
+        images = [(x['image'].to(self.device).float() - self.pixel_mean) / self.pixel_std
+                  for x in batched_inputs]
         div = max(self.size_divisibility, self.backbone.size_divisibility, 1)
-        return ImageList.from_tensors(norm, div), ImageList.from_tensors(raw, div)
+        return ImageList.from_tensors(images, div)
 
     def _iteration(self):
         return 0
 
     def forward(self, batched_inputs):
-        images, raw = self.preprocess_image(batched_inputs)
+        images = self.preprocess_image(batched_inputs)
         if self.training:
             if any('instances' in x for x in batched_inputs):
                 raise ValueError(f'{type(self).__name__} trains from image-level labels only: '
@@ -220,13 +219,14 @@ class InsplugPRM(PRMMaps, nn.Module):
             if self.target_key == 'image_counts':
                 return self.image_level_loss(images.tensor, targets, self._iteration())
             return self.image_level_loss(images.tensor, targets)
-        return self.inference(images, raw, batched_inputs)
+        return self.inference(images, batched_inputs)
 
-    def inference(self, images, raw, batched_inputs):
+    def inference(self, images, batched_inputs):
+        # proposals see the de-normalised input, as the mmdet adapter's (same arithmetic)
+        raw = images.tensor * self.pixel_std + self.pixel_mean
         found = self.predict_instances(
             images.tensor, images.image_sizes,
-            lambda i: self.proposal_source(raw.tensor[i], batched_inputs[i],
-                                           images.image_sizes[i]))
+            lambda i: self.proposal_source(raw[i], batched_inputs[i], images.image_sizes[i]))
         out = []
         for (masks, labels, scores), x, size in zip(found, batched_inputs, images.image_sizes):
             h, w = x.get('height', size[0]), x.get('width', size[1])

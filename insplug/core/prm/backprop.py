@@ -52,6 +52,10 @@ class _PostHook(torch.autograd.Function):
 def peak_backprop_conv2d(conv, x):
     """Forward of ``conv`` on ``x`` with the release's peak back-propagation backward.
 
+    A conv that carries its own ``norm`` / ``activation`` (detectron2's ``Conv2d``) applies
+    them after the hooked conv, with the ordinary backward, as the separate norm / activation
+    modules of other trunks.
+
     Args:
         conv: an ``nn.Conv2d``; x: (B, C, H, W).
 
@@ -64,7 +68,12 @@ def peak_backprop_conv2d(conv, x):
                     conv.groups).detach()
     norm = F.conv2d(x - offset, F.relu(conv.weight).detach(), None, conv.stride, conv.padding,
                     conv.dilation, conv.groups)
-    return _PostHook.apply(resp, norm)
+    out = _PostHook.apply(resp, norm)
+    if getattr(conv, 'norm', None) is not None:
+        out = conv.norm(out)
+    if getattr(conv, 'activation', None) is not None:
+        out = conv.activation(out)
+    return out
 
 
 @contextmanager
