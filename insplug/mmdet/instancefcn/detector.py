@@ -14,25 +14,13 @@ from typing import Optional
 
 import torch
 from mmdet.models.detectors import BaseDetector
-from mmdet.structures.mask import BitmapMasks, PolygonMasks
 from mmengine.structures import InstanceData
 from torch import Tensor
 
 from insplug.core.instancefcn import (DEFAULT_TEST_CFG, DEFAULT_TRAIN_CFG, InstanceFCNHead,
                                       batch_loss, batch_proposals, resize_batch)
+from insplug.mmdet.deepmask.detector import _gt_masks_tensor
 from insplug.registry import MODELS
-
-
-def _gt_masks(masks, height: int, width: int, device) -> Tensor:
-    """BitmapMasks / PolygonMasks -> (N, height, width) float (cropped / zero-padded)."""
-    if isinstance(masks, PolygonMasks):
-        masks = masks.to_bitmap()
-    arr = torch.as_tensor(masks.masks if isinstance(masks, BitmapMasks) else masks,
-                          device=device)
-    out = torch.zeros(arr.shape[0], height, width, dtype=torch.float32, device=device)
-    h, w = min(height, arr.shape[1]), min(width, arr.shape[2])
-    out[:, :h, :w] = arr[:, :h, :w].float()
-    return out
 
 
 @MODELS.register_module()
@@ -75,7 +63,7 @@ class InstanceFCN(BaseDetector):
         hp, wp = batch_inputs.shape[-2:]
         boxes = [s.gt_instances.bboxes for s in batch_data_samples]
         boxes = [b.tensor if hasattr(b, 'tensor') else b for b in boxes]
-        masks = [_gt_masks(s.gt_instances.masks, hp, wp, batch_inputs.device)
+        masks = [_gt_masks_tensor(s.gt_instances.masks, hp, wp, batch_inputs.device)
                  for s in batch_data_samples]
         return batch_loss(self._forward, batch_inputs, boxes, masks, self.stride,
                           self.head.window, self.ifcn_train_cfg)
