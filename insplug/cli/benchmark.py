@@ -168,14 +168,15 @@ def force_detections(model_cfg, num):
 
     Walks every ``test_cfg`` in the model config (the detector's and any sub-module's, e.g. a
     bottom-up head's): ``score_thr`` and ``filter_thr`` -> 0, ``max_per_img`` -> num,
-    ``nms_pre`` and ``top_k`` -> at least num. The two-stage ``rpn`` proposal settings are left
-    alone. Modifies ``model_cfg`` in place and returns it.
+    ``nms_pre`` and ``top_k`` -> at least num, ``class_threshold`` (PRM, CountSeg) and
+    ``stop_thr`` (the recurrent models' per-step objectness threshold) -> 0. The two-stage ``rpn`` proposal settings are left alone.
+    Modifies ``model_cfg`` in place and returns it.
     """
     def visit(test_cfg):
         for key, value in list(test_cfg.items()):
             if key == 'rpn':
                 continue
-            if key in ('score_thr', 'filter_thr'):
+            if key in ('score_thr', 'filter_thr', 'stop_thr', 'class_threshold'):
                 test_cfg[key] = 0.0
             elif key == 'max_per_img':
                 test_cfg[key] = num

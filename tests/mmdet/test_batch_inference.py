@@ -29,6 +29,15 @@ from insplug.cli.benchmark import force_detections
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 DEMO_CONFIGS = sorted(glob.glob(osp.join(REPO, 'configs', 'demo', '*.py')))
 SIZES = [(64, 80), (48, 64), (72, 56), (40, 40)]  # (h, w) of the 4 images, as resized
+# Demo configs whose random-weight model finds no instance in the noise images of this test,
+# however the thresholds are forced: the batch and batch-1 runs are still compared (equal
+# numbers of detections: none), but nothing else can be. PRM / CountSeg segment only
+# class-agnostic proposals of the image (colour regions of flat-coloured objects; noise gives
+# none), so their instances come from content, not from thresholds.
+NO_INSTANCES_ON_NOISE = {'prm_r18_shapes.py', 'countseg_r18_shapes.py'}
+# RIS's release confidence head reads its flattened ConvLSTM state, so the model runs at its
+# training input size only: a batch of differently sized images is refused with a clear error.
+FIXED_INPUT_SIZE = {'ris_r18_shapes.py': 'RIS confidence over the flattened state'}
 
 
 def _batch(model):
@@ -64,6 +73,11 @@ def test_batch_of_four_equals_four_single_runs(config):
                    for i in range(4)]
         return batch, singles
 
+    name = osp.basename(config)
+    if name in FIXED_INPUT_SIZE:
+        with torch.no_grad(), pytest.raises(ValueError, match=FIXED_INPUT_SIZE[name]):
+            run(data['inputs'])
+        return
     with torch.no_grad():
         try:
             model.double()
@@ -89,7 +103,7 @@ def test_batch_of_four_equals_four_single_runs(config):
                                        msg=msg)
         assert tuple(pb.masks.shape[-2:]) == ori_shape, msg  # each image at its own size
         assert int((pb.masks != ps.masks).sum()) == 0, msg
-    assert total > 0  # something was compared
+    assert total > 0 or name in NO_INSTANCES_ON_NOISE  # something was compared
 
 
 def test_test_tool_batch_size_gives_the_batch_1_results(demo_data, tmp_path):
