@@ -6,12 +6,17 @@ import numpy as np
 import pytest
 import torch
 from mmengine.dataset import Compose, pseudo_collate
-from mmengine.registry import init_default_scope
 
 import insplug.mmdet  # noqa: F401
 from insplug.registry import MODELS
 
-init_default_scope('insplug')
+
+@pytest.fixture(autouse=True)
+def _insplug_default_scope():
+    """Each test builds in insplug's scope, whatever scope an earlier test left as default."""
+    from mmengine.registry import DefaultScope
+    with DefaultScope.overwrite_default_scope('insplug'):
+        yield
 
 
 def _sample(mask_fill):

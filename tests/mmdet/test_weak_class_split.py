@@ -11,6 +11,15 @@ from insplug.core.zsi.scoring import (semantic_logits, sync_background, transfer
 from insplug.core.zsi.splits import (NUM_SEEN, UNSEEN_IDS_65_15, load_class_vectors,
                                      split_categories, split_vectors)
 
+
+@pytest.fixture(autouse=True)
+def _insplug_default_scope():
+    """Each test builds in insplug's scope, whatever scope an earlier test left as default."""
+    from mmengine.registry import DefaultScope
+    with DefaultScope.overwrite_default_scope('insplug'):
+        yield
+
+
 COCO_NAMES = [
     'person', 'bicycle', 'car', 'motorcycle', 'airplane', 'bus', 'train', 'truck', 'boat',
     'traffic light', 'fire hydrant', 'stop sign', 'parking meter', 'bench', 'bird', 'cat', 'dog',
