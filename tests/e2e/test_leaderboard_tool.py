@@ -113,3 +113,15 @@ def test_board_markdown_ranks_by_mask_ap_and_lists_failures(tmp_path):
     assert '| 0:01:01 |' in ranked[0] and '| 0.500 | 0.500 | - | - |' in ranked[0]
     assert any('broken' in line and 'failed: ValueError: x' in line for line in lines)
     assert leaderboard.board_plot(board, str(tmp_path / 'p.png')) == 2
+
+
+def test_cpu_clock_counts_work_not_waiting():
+    """``--clock cpu``: time spent waiting (a shared machine) is not counted; wall time is."""
+    import time
+    from insplug.cli.benchmark import _timed
+    wall = _timed(lambda: time.sleep(0.2), 1, 0, 'cpu', clock=leaderboard.CLOCKS['wall'])
+    cpu = _timed(lambda: time.sleep(0.2), 1, 0, 'cpu', clock=leaderboard.CLOCKS['cpu'])
+    assert wall[0] >= 0.19 and cpu[0] < 0.05
+    board = dict(data='shapes', date='d', machine=dict(processor='p', cpus=2), torch='t',
+                 threads=2, latency_images=1, clock='cpu', rows=[])
+    assert 'CPU time of the process' in leaderboard.board_markdown(board)
