@@ -70,20 +70,22 @@ def _evaluate(runner, subset, mode, label_map=None):
 def zsi_run(demo_data, tmp_path_factory):
     work = tmp_path_factory.mktemp('zsi')
     recorder = BatchRecorder()
-    orig = Runner.from_cfg
+    orig = Runner.__dict__['from_cfg']  # the classmethod itself, so subclasses keep their cls
 
-    def from_cfg(cfg):
-        runner = orig(cfg)
+    def from_cfg(cls, cfg):
+        runner = orig.__func__(cls, cfg)
         runner.register_hook(recorder)
         return runner
-    Runner.from_cfg = from_cfg
-    try:
+    # MonkeyPatch restores the class attribute as it was (a classmethod); restoring the bound
+    # ``Runner.from_cfg`` instead made every later ``InsplugRunner.from_cfg`` build a plain
+    # mmengine Runner (non-strict checkpoint loading) for the rest of the test session
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Runner, 'from_cfg', classmethod(from_cfg))
         data, opts = fit_subset_options(CONFIG, demo_data, work, num_images=NUM_IMAGES,
                                         size=128)
         out = train_and_evaluate(CONFIG, data, work, max_iters=ITERS, evaluate_on='train',
                                  batch_size=2, cfg_options=opts, seed=SEED)
-    finally:
-        Runner.from_cfg = orig
+    assert 'from_cfg' in Runner.__dict__ and isinstance(Runner.__dict__['from_cfg'], classmethod)
     runner = out['runner']
     unseen, _ = _evaluate(runner, 'unseen', 'zsi')
     seen_ds = runner.val_dataloader.dataset
