@@ -39,7 +39,7 @@ from detectron2.config import CfgNode as CN
 from detectron2.config import configurable
 from detectron2.modeling import META_ARCH_REGISTRY, Backbone, build_backbone
 from detectron2.modeling.proposal_generator import build_proposal_generator
-from detectron2.structures import Boxes, ImageList, Instances
+from detectron2.structures import Boxes, Instances
 from detectron2.utils import comm
 from torch import Tensor, nn
 
@@ -48,6 +48,7 @@ from insplug.core.blendmask.semantic_head import SemanticHead
 from insplug.core.fcos import rescale_clip_boxes
 from insplug.core.layers.protonet import ProtoNetEncoder
 from insplug.core.postprocess.paste import paste_masks_in_boxes
+from insplug.detectron2.inputs import NormalisedInputs
 
 from .config import register_config_node, signature_defaults
 from .fcos import InsplugFCOS
@@ -132,7 +133,7 @@ class InsplugBasisModule(nn.Module):
 
 
 @META_ARCH_REGISTRY.register()
-class InsplugBlendMask(nn.Module):
+class InsplugBlendMask(NormalisedInputs, nn.Module):
     """BlendMask (Chen et al., CVPR 2020) as a detectron2 meta-architecture (module
     docstring).
 
@@ -170,8 +171,7 @@ class InsplugBlendMask(nn.Module):
         self.semantic_loss_weight = semantic_loss_weight
         self.semantic_stride = semantic_stride
         self.mask_threshold = mask_threshold
-        self.register_buffer('pixel_mean', torch.tensor(pixel_mean).view(-1, 1, 1), False)
-        self.register_buffer('pixel_std', torch.tensor(pixel_std).view(-1, 1, 1), False)
+        self.register_pixel_stats(pixel_mean, pixel_std)
 
     @classmethod
     def from_config(cls, cfg):
@@ -197,15 +197,6 @@ class InsplugBlendMask(nn.Module):
             semantic_loss_weight=b.BASIS.LOSS_WEIGHT, semantic_stride=b.BASIS.SEMANTIC_STRIDE,
             mask_threshold=b.MASK_THRESHOLD, pixel_mean=list(cfg.MODEL.PIXEL_MEAN),
             pixel_std=list(cfg.MODEL.PIXEL_STD))
-
-    @property
-    def device(self):
-        return self.pixel_mean.device
-
-    def preprocess_image(self, batched_inputs) -> ImageList:
-        images = [(x['image'].to(self.device) - self.pixel_mean) / self.pixel_std
-                  for x in batched_inputs]
-        return ImageList.from_tensors(images, self.backbone.size_divisibility)
 
     def blend(self, bases: Tensor, boxes: Tensor, batch_inds: Tensor, attns: Tensor) -> Tensor:
         """(N, R, R) mask logits of N boxes (input pixels) of images ``batch_inds``."""

@@ -48,6 +48,7 @@ from insplug.core.bottomup.spatial_embedding import (OFFICIAL_SPACING,
 from insplug.core.losses.discriminative import discriminative_loss
 from insplug.core.postprocess.clustering import (GreedySeedClustering, KMeansClustering,
                                                  MeanShiftClustering)
+from insplug.detectron2.inputs import NormalisedInputs
 
 from .config import register_config_node, signature_defaults
 from .masks import instances_mask_tensor
@@ -185,7 +186,7 @@ def _feature_stride(shapes, in_features):
     return strides.pop(), channels.pop()
 
 
-class _BottomUpBase(nn.Module):
+class _BottomUpBase(NormalisedInputs, nn.Module):
     """Shared wiring: normalisation and padding, ground truth as flat tensors, result packing."""
 
     def __init__(self, backbone: Backbone, in_features: Sequence[str], clusterer,
@@ -204,17 +205,7 @@ class _BottomUpBase(nn.Module):
         self.in_features = list(in_features)
         self.clusterer = clusterer
         self.max_per_img = max_per_img
-        self.register_buffer('pixel_mean', torch.tensor(pixel_mean).view(-1, 1, 1), False)
-        self.register_buffer('pixel_std', torch.tensor(pixel_std).view(-1, 1, 1), False)
-
-    @property
-    def device(self):
-        return self.pixel_mean.device
-
-    def preprocess_image(self, batched_inputs) -> ImageList:
-        images = [(x['image'].to(self.device) - self.pixel_mean) / self.pixel_std
-                  for x in batched_inputs]
-        return ImageList.from_tensors(images, max(self.backbone.size_divisibility, 1))
+        self.register_pixel_stats(pixel_mean, pixel_std)
 
     def forward_outputs(self, images: torch.Tensor):
         """(B, 3, Hp, Wp) normalised -> the output layers' full-resolution maps."""

@@ -21,13 +21,14 @@ from detectron2.config import CfgNode as CN
 from detectron2.config import configurable
 from detectron2.data import DatasetCatalog, DatasetMapper, MetadataCatalog
 from detectron2.modeling import META_ARCH_REGISTRY, Backbone, build_backbone
-from detectron2.structures import Boxes, ImageList, Instances
+from detectron2.structures import Boxes, Instances
 from torch import nn
 
 from insplug.core.boxcaseg.crops import crop_and_resize, training_crops
 from insplug.core.boxcaseg.inference import crop_masks_to_image
 from insplug.core.boxcaseg.loss import PAIRWISE_WEIGHT
 from insplug.core.boxcaseg.network import BoxCasegHead, concat_upsample
+from insplug.detectron2.inputs import NormalisedInputs
 
 from .config import register_config_node, signature_defaults
 
@@ -81,7 +82,7 @@ def build_box_conditioned_mapper(cfg):
 
 # --------------------------------------------------------------------------- meta-arch
 @META_ARCH_REGISTRY.register()
-class InsplugBoxCaseg(nn.Module):
+class InsplugBoxCaseg(NormalisedInputs, nn.Module):
     """Class-agnostic box-to-mask segmenter of the BoxCaseg release.
 
     Args:
@@ -110,8 +111,7 @@ class InsplugBoxCaseg(nn.Module):
         self.pairwise_weight = pairwise_weight
         self.max_box_crops = max_box_crops or None
         self.mask_threshold = mask_threshold
-        self.register_buffer('pixel_mean', torch.tensor(pixel_mean).view(-1, 1, 1), False)
-        self.register_buffer('pixel_std', torch.tensor(pixel_std).view(-1, 1, 1), False)
+        self.register_pixel_stats(pixel_mean, pixel_std)
 
     @classmethod
     def from_config(cls, cfg):
@@ -121,15 +121,6 @@ class InsplugBoxCaseg(nn.Module):
                     pixel_std=list(cfg.MODEL.PIXEL_STD), fcn_ratio=b.FCN_RATIO,
                     final_kernel=b.FINAL_KERNEL, pairwise_weight=b.PAIRWISE_WEIGHT,
                     max_box_crops=b.MAX_BOX_CROPS, mask_threshold=b.MASK_THRESHOLD)
-
-    @property
-    def device(self):
-        return self.pixel_mean.device
-
-    def preprocess_image(self, batched_inputs) -> ImageList:
-        images = [(x['image'].to(self.device) - self.pixel_mean) / self.pixel_std
-                  for x in batched_inputs]
-        return ImageList.from_tensors(images, max(self.backbone.size_divisibility, 1))
 
     def extract_feat(self, crops):
         feats = self.backbone(crops)

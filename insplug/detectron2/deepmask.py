@@ -29,6 +29,7 @@ from torch import nn
 
 from insplug.core.deepmask import DeepMaskNet, normalised_grey, pyramid_scales
 from insplug.core.deepmask.model import DEFAULT_TEST_CFG, DEFAULT_TRAIN_CFG
+from insplug.detectron2.inputs import NormalisedInputs
 
 from .config import register_config_node, signature_defaults
 from .masks import instances_mask_tensor
@@ -97,13 +98,12 @@ def _from_cfg(cfg):
                 pixel_mean=list(cfg.MODEL.PIXEL_MEAN), pixel_std=list(cfg.MODEL.PIXEL_STD))
 
 
-class _DeepMaskCommon(nn.Module):
+class _DeepMaskCommon(NormalisedInputs, nn.Module):
     def _setup(self, net, train_opts, test_opts, pixel_mean, pixel_std):
         self.net = net
         self.train_opts = dict(DEFAULT_TRAIN_CFG, **(train_opts or {}))
         self.test_opts = dict(DEFAULT_TEST_CFG, **(test_opts or {}))
-        self.register_buffer('pixel_mean', torch.tensor(pixel_mean).view(-1, 1, 1), False)
-        self.register_buffer('pixel_std', torch.tensor(pixel_std).view(-1, 1, 1), False)
+        self.register_pixel_stats(pixel_mean, pixel_std)
         self.register_buffer('pad_value', normalised_grey(pixel_mean, pixel_std), False)
         if self.train_opts['stage'] == 'sharpmask':
             if net.refine is None:
@@ -153,13 +153,8 @@ class DeepMask(_DeepMaskCommon):
         return _from_cfg(cfg)
 
     @property
-    def device(self):
-        return self.pixel_mean.device
-
-    def preprocess_image(self, batched_inputs) -> ImageList:
-        images = [(x['image'].to(self.device) - self.pixel_mean) / self.pixel_std
-                  for x in batched_inputs]
-        return ImageList.from_tensors(images, self.net.stride)
+    def input_size_divisibility(self) -> int:
+        return self.net.stride  # the windows' stride, as the mmdet adapter pads
 
     def forward(self, batched_inputs):
         images = self.preprocess_image(batched_inputs)

@@ -33,7 +33,7 @@ from detectron2.config import CfgNode as CN
 from detectron2.config import configurable
 from detectron2.modeling import META_ARCH_REGISTRY, Backbone, build_backbone
 from detectron2.modeling.proposal_generator import build_proposal_generator
-from detectron2.structures import Boxes, ImageList, Instances
+from detectron2.structures import Boxes, Instances
 from torch import Tensor, nn
 
 from insplug.core.embedmask.embedding import (coordinate_embedding, margin_bias,
@@ -41,6 +41,7 @@ from insplug.core.embedmask.embedding import (coordinate_embedding, margin_bias,
 from insplug.core.embedmask.pipeline import (batch_mask_loss, detection_masks,
                                              fcos_official_detect, gather_rows,
                                              points_in_masks, sample_object_points)
+from insplug.detectron2.inputs import NormalisedInputs
 
 from .config import register_config_node, signature_defaults
 from .fcos import InsplugFCOS, Scale
@@ -142,7 +143,7 @@ class InsplugEmbedMaskHead(nn.Module):
 
 
 @META_ARCH_REGISTRY.register()
-class InsplugEmbedMask(nn.Module):
+class InsplugEmbedMask(NormalisedInputs, nn.Module):
     """EmbedMask (Ying et al., 2019) as a detectron2 meta-architecture (module docstring).
 
     Args:
@@ -170,8 +171,7 @@ class InsplugEmbedMask(nn.Module):
         self.mask_scale_factor, self.box_padding = mask_scale_factor, box_padding
         self.sample_in_mask, self.loss_mask_weight = sample_in_mask, loss_mask_weight
         self.mask_threshold, self.test_box_pad = mask_threshold, test_box_pad
-        self.register_buffer('pixel_mean', torch.tensor(pixel_mean).view(-1, 1, 1), False)
-        self.register_buffer('pixel_std', torch.tensor(pixel_std).view(-1, 1, 1), False)
+        self.register_pixel_stats(pixel_mean, pixel_std)
 
     @classmethod
     def from_config(cls, cfg):
@@ -188,15 +188,6 @@ class InsplugEmbedMask(nn.Module):
                     sample_in_mask=e.SAMPLE_IN_MASK, loss_mask_weight=e.LOSS_MASK_WEIGHT,
                     mask_threshold=e.MASK_THRESHOLD, test_box_pad=e.TEST_BOX_PAD,
                     pixel_mean=list(cfg.MODEL.PIXEL_MEAN), pixel_std=list(cfg.MODEL.PIXEL_STD))
-
-    @property
-    def device(self):
-        return self.pixel_mean.device
-
-    def preprocess_image(self, batched_inputs) -> ImageList:
-        images = [(x['image'].to(self.device) - self.pixel_mean) / self.pixel_std
-                  for x in batched_inputs]
-        return ImageList.from_tensors(images, self.backbone.size_divisibility)
 
     def forward_outputs(self, features):
         """Raw outputs: FCOS (logits, regs (stride units with ``NORM_REG_TARGETS``), ctrs),

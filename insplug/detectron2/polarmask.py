@@ -40,6 +40,7 @@ from insplug.core.polarmask.head import PolarMaskHeadNet
 from insplug.core.polarmask.inference import polarmask_predict_single
 from insplug.core.polarmask.loss import polarmask_loss_inputs, polarmask_losses
 from insplug.core.polarmask.targets import polar_targets_single
+from insplug.detectron2.inputs import NormalisedInputs
 
 from .config import register_config_node, signature_defaults
 from .masks import instances_mask_tensor
@@ -86,7 +87,7 @@ def _polarmask_node():
 
 
 @META_ARCH_REGISTRY.register()
-class InsplugPolarMask(nn.Module):
+class InsplugPolarMask(NormalisedInputs, nn.Module):
     """PolarMask (Xie et al., CVPR 2020) as a detectron2 meta-architecture.
 
     Args:
@@ -128,8 +129,7 @@ class InsplugPolarMask(nn.Module):
         self.radius, self.box_offset = radius, box_offset
         self.loss_opts = dict(loss_opts or {})
         self.test_opts = dict(test_opts or {})
-        self.register_buffer('pixel_mean', torch.tensor(pixel_mean).view(-1, 1, 1), False)
-        self.register_buffer('pixel_std', torch.tensor(pixel_std).view(-1, 1, 1), False)
+        self.register_pixel_stats(pixel_mean, pixel_std)
 
     @classmethod
     def from_config(cls, cfg):
@@ -161,18 +161,8 @@ class InsplugPolarMask(nn.Module):
                            centerness_bias=p.CENTERNESS_BIAS))
 
     @property
-    def device(self):
-        return self.pixel_mean.device
-
-    @property
     def num_classes(self):
         return self.head.num_classes
-
-    def preprocess_image(self, batched_inputs) -> ImageList:
-        """Normalise and pad to the backbone's size divisibility."""
-        images = [(x['image'].to(self.device) - self.pixel_mean) / self.pixel_std
-                  for x in batched_inputs]
-        return ImageList.from_tensors(images, self.backbone.size_divisibility)
 
     def forward_head(self, images: torch.Tensor):
         """(B, 3, Hp, Wp) normalised -> per-level lists: cls logits (B, K, H_l, W_l), box

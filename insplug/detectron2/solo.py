@@ -29,7 +29,7 @@ import torch
 from detectron2.config import CfgNode as CN
 from detectron2.config import configurable
 from detectron2.modeling import META_ARCH_REGISTRY, Backbone, build_backbone
-from detectron2.structures import Boxes, ImageList, Instances
+from detectron2.structures import Boxes, Instances
 from torch import nn
 
 from insplug.core.postprocess.mask_boxes import masks_to_boxes
@@ -39,6 +39,8 @@ from insplug.core.solo import (DEFAULT_LOSS, DEFAULT_TEST, SOLOV2_NUM_GRIDS, SOL
                                solo_inference_single, solo_losses, solo_mask_probs,
                                solo_targets_single, solo_v1_targets_single,
                                solov2_inference_single, solov2_losses)
+from insplug.detectron2.inputs import NormalisedInputs
+
 from .config import register_config_node, signature_defaults
 from .masks import instances_mask_tensor
 
@@ -82,7 +84,7 @@ def _solov2_node():
 
 
 @META_ARCH_REGISTRY.register()
-class InsplugSOLOv2(nn.Module):
+class InsplugSOLOv2(NormalisedInputs, nn.Module):
     """SOLOv2 (Wang et al., NeurIPS 2020) as a detectron2 meta-architecture.
 
     Args:
@@ -130,8 +132,7 @@ class InsplugSOLOv2(nn.Module):
             raise ValueError(f'unknown loss/test keys {sorted(unknown)}')
         self.loss_cfg = dict(DEFAULT_LOSS, **(loss or {}))
         self.test_cfg = dict(DEFAULT_TEST, **(test or {}))
-        self.register_buffer('pixel_mean', torch.tensor(pixel_mean).view(-1, 1, 1), False)
-        self.register_buffer('pixel_std', torch.tensor(pixel_std).view(-1, 1, 1), False)
+        self.register_pixel_stats(pixel_mean, pixel_std)
 
     @classmethod
     def from_config(cls, cfg):
@@ -161,15 +162,6 @@ class InsplugSOLOv2(nn.Module):
             test=dict(score_thr=s.SCORE_THR, mask_thr=s.MASK_THR, nms_pre=s.NMS_PRE,
                       update_thr=s.UPDATE_THR, max_per_img=s.MAX_PER_IMG,
                       nms_kernel=s.NMS_KERNEL, nms_sigma=float(s.NMS_SIGMA)))
-
-    @property
-    def device(self):
-        return self.pixel_mean.device
-
-    def preprocess_image(self, batched_inputs) -> ImageList:
-        images = [(x['image'].to(self.device) - self.pixel_mean) / self.pixel_std
-                  for x in batched_inputs]
-        return ImageList.from_tensors(images, self.backbone.size_divisibility)
 
     def forward_heads(self, features: Dict[str, torch.Tensor]):
         """Backbone features -> (cls logits: L x (B, K, S_l, S_l), kernels: L x
@@ -255,7 +247,7 @@ def _solo_node():
 
 
 @META_ARCH_REGISTRY.register()
-class InsplugSOLO(nn.Module):
+class InsplugSOLO(NormalisedInputs, nn.Module):
     """SOLO (Wang et al., ECCV 2020), vanilla or decoupled head, as a detectron2
     meta-architecture.
 
@@ -295,8 +287,7 @@ class InsplugSOLO(nn.Module):
         self.num_classes = ins_head.num_classes
         self.loss_cfg = dict({k: DEFAULT_LOSS[k] for k in loss_keys}, **(loss or {}))
         self.test_cfg = dict(DEFAULT_TEST, **(test or {}))
-        self.register_buffer('pixel_mean', torch.tensor(pixel_mean).view(-1, 1, 1), False)
-        self.register_buffer('pixel_std', torch.tensor(pixel_std).view(-1, 1, 1), False)
+        self.register_pixel_stats(pixel_mean, pixel_std)
 
     @classmethod
     def from_config(cls, cfg):
@@ -322,15 +313,6 @@ class InsplugSOLO(nn.Module):
             test=dict(score_thr=s.SCORE_THR, mask_thr=s.MASK_THR, nms_pre=s.NMS_PRE,
                       update_thr=s.UPDATE_THR, max_per_img=s.MAX_PER_IMG,
                       nms_kernel=s.NMS_KERNEL, nms_sigma=float(s.NMS_SIGMA)))
-
-    @property
-    def device(self):
-        return self.pixel_mean.device
-
-    def preprocess_image(self, batched_inputs) -> ImageList:
-        images = [(x['image'].to(self.device) - self.pixel_mean) / self.pixel_std
-                  for x in batched_inputs]
-        return ImageList.from_tensors(images, self.backbone.size_divisibility)
 
     def forward_head(self, features: Dict[str, torch.Tensor]):
         """Backbone features -> the head's outputs (see :class:`SOLOInstanceBranch`)."""

@@ -31,6 +31,7 @@ from insplug.core.sparseinst.decoder import IAMDecoder
 from insplug.core.sparseinst.encoder import InstanceContextEncoder
 from insplug.core.sparseinst.inference import sparseinst_inference
 from insplug.core.sparseinst.loss import DEFAULT_WEIGHTS, criterion_losses, prepare_loss_inputs
+from insplug.detectron2.inputs import NormalisedInputs
 
 from .masks import instances_mask_tensor
 
@@ -49,7 +50,7 @@ def average_num_instances(count: float, device) -> float:
 
 
 @META_ARCH_REGISTRY.register()
-class InsplugSparseInst(nn.Module):
+class InsplugSparseInst(NormalisedInputs, nn.Module):
     """SparseInst (Cheng et al., CVPR 2022) as a detectron2 meta-architecture.
 
     Args:
@@ -99,8 +100,7 @@ class InsplugSparseInst(nn.Module):
         self.focal_alpha, self.focal_gamma = focal_alpha, focal_gamma
         self.cls_threshold, self.mask_threshold = cls_threshold, mask_threshold
         self.max_detections = max_detections
-        self.register_buffer('pixel_mean', torch.tensor(pixel_mean).view(-1, 1, 1), False)
-        self.register_buffer('pixel_std', torch.tensor(pixel_std).view(-1, 1, 1), False)
+        self.register_pixel_stats(pixel_mean, pixel_std)
 
     @classmethod
     def from_config(cls, cfg):
@@ -134,15 +134,9 @@ class InsplugSparseInst(nn.Module):
             max_detections=s.MAX_DETECTIONS)
 
     @property
-    def device(self):
-        return self.pixel_mean.device
-
-    def preprocess_image(self, batched_inputs) -> ImageList:
-        """Normalise and pad the images to a common (Hp, Wp) divisible by 32."""
-        images = [(x['image'].to(self.device) - self.pixel_mean) / self.pixel_std
-                  for x in batched_inputs]
-        divisor = max(SIZE_DIVISIBILITY, self.backbone.size_divisibility)
-        return ImageList.from_tensors(images, divisor)
+    def input_size_divisibility(self) -> int:
+        """Pad to a multiple of 32 at least (SparseInst's decoder halves 5 times)."""
+        return max(SIZE_DIVISIBILITY, self.backbone.size_divisibility)
 
     def forward_outputs(self, images: torch.Tensor) -> Dict[str, torch.Tensor]:
         """(B, 3, Hp, Wp) normalised -> decoder outputs (``cls_logits`` (B, N, K),

@@ -45,6 +45,7 @@ from insplug.core.prototypes import yolact as Y
 from insplug.core.prototypes.mask_rescoring import FastMaskIoUNet
 from insplug.core.prototypes.yolact_fpn import YolactFPNModule
 from insplug.core.prototypes.yolact_head import YolactPredictionHead
+from insplug.detectron2.inputs import NormalisedInputs
 
 from .config import register_config_node, signature_defaults
 from .deform_conv import enable_cpu_deform_convs
@@ -119,7 +120,7 @@ def _yolact_node():
 
 
 @META_ARCH_REGISTRY.register()
-class InsplugYOLACT(nn.Module):
+class InsplugYOLACT(NormalisedInputs, nn.Module):
     """YOLACT (Bolya et al., ICCV 2019) / YOLACT++ (TPAMI 2020) as a detectron2
     meta-architecture.
 
@@ -175,8 +176,7 @@ class InsplugYOLACT(nn.Module):
         self.mask_iou_net = mask_iou_net
         self.loss_cfg = dict(loss_cfg or {})
         self.test_cfg = dict(test_cfg or {})
-        self.register_buffer('pixel_mean', torch.tensor(pixel_mean).view(-1, 1, 1), False)
-        self.register_buffer('pixel_std', torch.tensor(pixel_std).view(-1, 1, 1), False)
+        self.register_pixel_stats(pixel_mean, pixel_std)
 
     @classmethod
     def from_config(cls, cfg):
@@ -203,15 +203,6 @@ class InsplugYOLACT(nn.Module):
             mask_iou_net=FastMaskIoUNet(y.NUM_CLASSES) if y.WITH_MASK_IOU else None,
             loss_cfg={k.lower(): v for k, v in y.LOSS.items()},
             test_cfg={k.lower(): v for k, v in y.TEST.items()})
-
-    @property
-    def device(self):
-        return self.pixel_mean.device
-
-    def preprocess_image(self, batched_inputs) -> ImageList:
-        images = [(x['image'].to(self.device) - self.pixel_mean) / self.pixel_std
-                  for x in batched_inputs]
-        return ImageList.from_tensors(images, self.backbone.size_divisibility)
 
     def forward_outputs(self, images: torch.Tensor) -> dict:
         """(B, 3, Hp, Wp) normalised -> ``cls`` (B, P, K + 1), ``loc`` (B, P, 4), ``coeff``
