@@ -133,7 +133,8 @@ def convert_checkpoint(method, src, dst=None, config=None, trust=None):
     Returns:
         the converted ``{key: Tensor}``.
     """
-    checkpoint = safe_load(src, map_location='cpu', trust=trust)
+    from .torch7 import is_torch7_file, torch7_state_dict  # Lua Torch .t7: not a pickle
+    checkpoint = torch7_state_dict(src) if is_torch7_file(src) else safe_load(src, trust=trust)
     converted = convert_state_dict(method, state_dict_of(checkpoint))
     if config is not None:
         fit = check_state_dict_fit(build_model_state(config), converted)
