@@ -19,7 +19,7 @@ with ``ZSISemanticBBoxHead.load_vocabulary``.
 from . import register_converter
 from .common import fpn_rules, rename_keys, resnet_rules
 
-__all__ = ['convert_zsi', 'ZSI_RULES']
+__all__ = ['convert_zsi', 'ZSI_RULES', 'to_detectron2']
 
 _B, _M = r'^bbox_head\.', r'^mask_head\.'
 ZSI_RULES = (
@@ -44,3 +44,28 @@ def convert_zsi(state_dict):
         if k in out:
             out[k] = out[k][4:].clone()  # the release's background class regression
     return out
+
+
+# ----------------------------------------------------------------------------- detectron2
+def _d2_rules():
+    from .to_detectron2 import mmdet_resnet_to_detectron2_rules
+    rules = mmdet_resnet_to_detectron2_rules()
+    for i in range(4):
+        rules += [(rf'^neck\.lateral_convs\.{i}\.conv\.', f'backbone.fpn_lateral{i + 2}.'),
+                  (rf'^neck\.fpn_convs\.{i}\.conv\.', f'backbone.fpn_output{i + 2}.')]
+    return rules + [
+        (r'^rpn_head\.', 'proposal_generator.rpn_head.'),  # the same four layers
+        (r'^roi_head\.bbox_head\.shared_fcs\.0\.', 'roi_heads.box_head.fc1.'),
+        (r'^roi_head\.bbox_head\.shared_fcs\.1\.', 'roi_heads.box_head.fc2.'),
+        (r'^roi_head\.bbox_head\.fc_reg\.', 'roi_heads.box_predictor.bbox_pred.'),
+        (r'^roi_head\.bbox_head\.', 'roi_heads.box_predictor.'),  # fc_semantic, kernels, voc
+        (r'^roi_head\.mask_head\.semantic\.', 'roi_heads.mask_head.semantic.'),
+    ]
+
+
+def to_detectron2(state_dict):
+    """insplug mmdet-layout ``ZSIMaskRCNN`` state_dict (the output of :func:`convert_zsi`) ->
+    the layout of insplug's detectron2 ``ZSIRCNN`` (tensors unchanged; the detectron2 config
+    needs the same trunk: ``RESNETS.STRIDE_IN_1X1: False``, RGB input with the torchvision
+    mean / std for the release's torchvision ResNet-101)."""
+    return rename_keys(state_dict, _d2_rules(), method='zsi (to detectron2)')

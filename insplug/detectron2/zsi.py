@@ -1,7 +1,7 @@
 """Zero-shot splits in detectron2: ``register_class_split`` registers the seen, unseen or all
 classes of a registered COCO-format dataset under a new name (the detectron2 twin of the mmdet
 ``ClassSplitCocoDataset``; the split lists and their order are :mod:`insplug.core.zsi.splits`).
-The ZSI model itself (background-aware RPN, semantic heads) is not ported yet.
+The ZSI model itself (background-aware RPN, semantic heads) is :mod:`insplug.detectron2.zsi_model`.
 """
 import copy
 

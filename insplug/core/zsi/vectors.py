@@ -17,7 +17,8 @@ import os.path as osp
 
 import torch
 
-from .splits import load_class_vectors
+from .scoring import sync_background
+from .splits import load_class_vectors, split_vectors
 
 SHAPES_DEMO_SEEN = ('circle', 'rectangle', 'triangle', 'star')
 SHAPES_DEMO_UNSEEN = ('ring',)
@@ -47,3 +48,22 @@ def class_vectors(spec):
     if isinstance(spec, str) and osp.isfile(spec):
         return torch.load(spec, weights_only=True).float()
     raise ValueError(f"class vectors: '48_17', '65_15', 'shapes_demo' or a .pt path, not {spec!r}")
+
+
+class ClassVectorsMixin:
+    """Mixin of the semantic heads (an ``nn.Module``): the (D, 1 + S + U) class embeddings as a
+    non-persistent buffer ``class_vectors`` and ``split_vectors()`` -> ``vec`` (D, 1 + S),
+    ``vec_unseen`` (D, 1 + U), their background column replaced by ``bg_vector`` (D,) when the
+    detector has set it (the synchronized background, :func:`.scoring.sync_background`)."""
+
+    def _set_vectors(self, spec, num_seen):
+        self.register_buffer('class_vectors', class_vectors(spec), persistent=False)
+        self.num_seen = num_seen
+        self.bg_vector = None
+
+    def split_vectors(self):
+        vec, vec_unseen = split_vectors(self.class_vectors, self.num_seen)
+        if self.bg_vector is not None:
+            vec = sync_background(vec, self.bg_vector)
+            vec_unseen = sync_background(vec_unseen, self.bg_vector)
+        return vec, vec_unseen

@@ -30,29 +30,12 @@ from insplug.core.zsi.heads import (SemanticMaskHead, background_last, encoder_d
                                     init_background_rows, rpn_background_vector,
                                     semantic_objectness, unseen_mask_logits)
 from insplug.core.zsi.scoring import (semantic_embedding, semantic_logits,
-                                      semantic_reconstruction, sync_background, transfer_scores)
-from insplug.core.zsi.splits import split_vectors
+                                      semantic_reconstruction, transfer_scores)
+from insplug.core.zsi.vectors import ClassVectorsMixin
 from insplug.core.zsi.vectors import class_vectors as load_vectors
 from insplug.registry import MODELS
 
 MODES = ('seen', 'zsi', 'gzsi')
-
-
-class _ClassVectors:
-    """Mixin: the (D, 1 + S + U) class embeddings as a non-persistent buffer, ``vec`` /
-    ``vec_unseen`` with the synchronized background (``bg_vector``, set by the detector)."""
-
-    def _set_vectors(self, spec, num_seen):
-        self.register_buffer('class_vectors', load_vectors(spec), persistent=False)
-        self.num_seen = num_seen
-        self.bg_vector = None
-
-    def split_vectors(self):
-        vec, vec_unseen = split_vectors(self.class_vectors, self.num_seen)
-        if self.bg_vector is not None:
-            vec = sync_background(vec, self.bg_vector)
-            vec_unseen = sync_background(vec_unseen, self.bg_vector)
-        return vec, vec_unseen
 
 
 @MODELS.register_module()
@@ -95,7 +78,7 @@ class ZSIBackgroundAwareRPNHead(RPNHead):
 
 
 @MODELS.register_module()
-class ZSISemanticBBoxHead(_ClassVectors, Shared2FCBBoxHead):
+class ZSISemanticBBoxHead(ClassVectorsMixin, Shared2FCBBoxHead):
     """The release's ``SharedFCSemanticBBoxHead`` (2 shared fcs; ``num_classes`` = S).
 
     Args:
@@ -208,7 +191,7 @@ class ZSISemanticBBoxHead(_ClassVectors, Shared2FCBBoxHead):
 
 
 @MODELS.register_module()
-class ZSISemanticMaskHead(_ClassVectors, FCNMaskHead):
+class ZSISemanticMaskHead(ClassVectorsMixin, FCNMaskHead):
     """The release's ``SemanticFCNMaskHead`` (deconv, learnable kernel, no vocabulary).
 
     Args:
