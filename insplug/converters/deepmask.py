@@ -270,3 +270,13 @@ def convert_deepmask(state_dict):
     elif any(p.startswith(('netvs.', 'refs.')) for p in modules):
         raise ConversionError('deepmask: refinement modules without neths')
     return {k: v.contiguous() for k, v in out.items()}
+
+
+def to_detectron2(state_dict):
+    """insplug mmdet-layout DeepMask state_dict (the output of :func:`convert_deepmask`) -> the
+    layout of insplug's detectron2 ``DeepMask`` meta-architecture: the same ``net.*`` keys (both
+    adapters hold the core ``DeepMaskNet`` as ``net``); anything else is refused."""
+    stray = [k for k in state_dict if not k.startswith('net.')]
+    if stray:
+        raise ConversionError(f'deepmask (to detectron2): keys outside net.*: {stray[:5]}')
+    return dict(state_dict)
