@@ -336,14 +336,16 @@ def _unsupported_op(error: Exception) -> str:
     return f'{type(error).__name__}: {text.splitlines()[0] if text else ""}'
 
 
-def _torch_export(wrapper: nn.Module, example: Tensor, path: str, input_name: str,
-                  output_names: Optional[List[str]], opset: int):
+def _torch_export(wrapper: nn.Module, example, path: str, input_name,
+                  output_names: Optional[List[str]], opset: int, dynamic_axes=None):
     import warnings
+    examples = tuple(example) if isinstance(example, (tuple, list)) else (example,)
+    names = list(input_name) if isinstance(input_name, (tuple, list)) else [input_name]
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')
-        torch.onnx.export(wrapper, (example,), path, input_names=[input_name],
+        torch.onnx.export(wrapper, examples, path, input_names=names,
                           output_names=output_names, opset_version=opset, dynamo=False,
-                          do_constant_folding=True)
+                          do_constant_folding=True, dynamic_axes=dynamic_axes)
 
 
 def run_onnxruntime(path: str, inputs: Dict[str, np.ndarray]) -> List[np.ndarray]:
@@ -433,21 +435,32 @@ def export_onnx(model, shape: Tuple[int, int], out: str, mode: str = 'auto', ops
         raise OnnxExportError(f'no full-model export for {name} (available: '
                               f'{sorted(FULL_WRAPPERS)} and RPN + StandardRoIHead/RefineRoIHead '
                               'two-stage models); use mode="network"')
+    if mode == 'network' and full_class is None and two_stage_untraceable(model):
+        raise OnnxExportError(
+            f'{name} (network): blocked: two-stage model (rpn_head + {type(model.roi_head).__name__}'
+            ') with no traceable wrapper: its tensor-mode forward selects proposals per image in '
+            'Python (a trace freezes the tracing image\'s selection) and mmdet\'s delta2bbox takes '
+            'an ONNX-only branch importing the removed mmdet.core.export; no file written')
     model.eval()
     replaced = replace_adaptive_pools(model)
+    dynamic_axes = None
     if mode == 'full':
         wrapper = full_class(model, shape).eval()
         example = random_image(shape, seed)
         input_name, output_names = 'image', list(wrapper.output_names)
     else:
-        wrapper = NetworkOnly(model, shape).eval()
-        example = torch.from_numpy(preprocess_numpy(
-            random_image(shape, seed)[0].permute(1, 2, 0).numpy(), wrapper.params))
-        input_name, output_names = 'inputs', None
+        from .networks import network_wrapper_class
+        wrapper = (network_wrapper_class(model) or NetworkOnly)(model, shape).eval()
+        example = _network_inputs(wrapper, shape, seed)
+        input_name = list(getattr(wrapper, 'input_names', ['inputs']))
+        output_names = getattr(wrapper, 'output_names', None)
+        dynamic_axes = getattr(wrapper, 'dynamic_axes', None)
+        if len(input_name) == 1:
+            input_name = input_name[0]
     os.makedirs(osp.dirname(osp.abspath(out)), exist_ok=True)
     try:
         with torch.no_grad():
-            _torch_export(wrapper, example, out, input_name, output_names, opset)
+            _torch_export(wrapper, example, out, input_name, output_names, opset, dynamic_axes)
     except Exception as error:  # the exporter names the op it cannot convert
         if osp.exists(out):
             os.remove(out)
@@ -472,11 +485,11 @@ def export_onnx(model, shape: Tuple[int, int], out: str, mode: str = 'auto', ops
                 report.update(compare_full(torch_outs, onnx_outs, wrapper.mask_thr, atol))
             report['outputs'] = output_names
         else:
-            inputs = torch.from_numpy(preprocess_numpy(
-                random_image(shape, seed + 1)[0].permute(1, 2, 0).numpy(), wrapper.params))
-            onnx_outs = run_onnxruntime(out, {input_name: inputs.numpy()})
+            inputs = _network_inputs(wrapper, shape, seed + 1)
+            names = input_name if isinstance(input_name, list) else [input_name]
+            onnx_outs = run_onnxruntime(out, {n: t.numpy() for n, t in zip(names, inputs)})
             with torch.no_grad():
-                torch_outs = [t.numpy() for t in wrapper(inputs)]
+                torch_outs = [t.numpy() for t in flatten_outputs(wrapper(*inputs))]
             if len(torch_outs) != len(onnx_outs) or any(
                     a.shape != b.shape for a, b in zip(torch_outs, onnx_outs)):
                 raise OnnxExportError(f'{name} (network): output shapes differ: '
@@ -484,8 +497,11 @@ def export_onnx(model, shape: Tuple[int, int], out: str, mode: str = 'auto', ops
                                       f'{[b.shape for b in onnx_outs]}')
             diffs = [float(np.abs(a.astype(np.float64) - b).max()) if a.size else 0.0
                      for a, b in zip(torch_outs, onnx_outs)]
+            from .networks import NETWORK_ONLY_REASONS
             report.update(max_abs_outputs=diffs, ok=bool(max(diffs, default=0.0) <= atol),
-                          outputs=[f'output_{i}' for i in range(len(diffs))])
+                          outputs=output_names or [f'output_{i}' for i in range(len(diffs))])
+            if name in NETWORK_ONLY_REASONS:
+                report['not_in_graph'] = NETWORK_ONLY_REASONS[name]
         if not report['ok']:
             raise OnnxExportError(f'{name} ({mode}): onnxruntime disagrees with PyTorch: '
                                   f'{ {k: v for k, v in report.items() if k != "path"} }')
@@ -498,6 +514,24 @@ def export_onnx(model, shape: Tuple[int, int], out: str, mode: str = 'auto', ops
         raise OnnxExportError(f'{name} ({mode}): the exported graph does not run in onnxruntime: '
                               f'{_unsupported_op(error)}') from error
     return report
+
+
+def _network_inputs(wrapper, shape: Tuple[int, int], seed: int) -> Tuple[Tensor, ...]:
+    """Network-mode graph inputs for image ``seed``: the pre-processed image, and the extra
+    inputs of wrappers that take more (``example_inputs``)."""
+    image = torch.from_numpy(preprocess_numpy(
+        random_image(shape, seed)[0].permute(1, 2, 0).numpy(), wrapper.params))
+    if hasattr(wrapper, 'example_inputs'):
+        return tuple(wrapper.example_inputs(image, seed))
+    return (image,)
+
+
+def two_stage_untraceable(model) -> bool:
+    """True for RPN + RoI-head models without a traceable wrapper (their tensor-mode forward
+    cannot be exported faithfully, see docs/onnx_export.md)."""
+    from .two_stage import supports_two_stage
+    return (getattr(model, 'rpn_head', None) is not None
+            and getattr(model, 'roi_head', None) is not None and not supports_two_stage(model))
 
 
 def parse_args(argv=None):

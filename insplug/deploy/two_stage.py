@@ -132,7 +132,7 @@ def supports_two_stage(model) -> bool:
     delta-coded box head and an ``FCNMaskHead`` or ``RefineMaskHead``."""
     roi_head = getattr(model, 'roi_head', None)
     rpn = getattr(model, 'rpn_head', None)
-    if roi_head is None or rpn is None or not getattr(roi_head, 'with_mask', False):
+    if roi_head is None or rpn is None or getattr(roi_head, 'mask_head', None) is None:
         return False
     names = (type(rpn).__name__, type(roi_head).__name__, type(roi_head.mask_head).__name__,
              type(roi_head.bbox_roi_extractor).__name__,

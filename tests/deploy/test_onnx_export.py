@@ -222,3 +222,97 @@ def test_pointrend_export_is_refused_not_written(tmp_path):
     with pytest.raises(ox.OnnxExportError, match='PointRend'):
         ox.export_onnx(model, (64, 64), str(path))
     assert not path.exists()
+
+
+# --------------------------------------------------------------------------- methods added since
+# (demo configs at 64 px, seeded random weights): network mode; the graph's onnxruntime outputs
+# post-processed with the method's own PyTorch function (insplug.deploy.networks.postprocess)
+# give the model's ``predict`` detections
+NETWORK_METHODS = {
+    'deepmask': 'configs/deepmask/deepmask_r18_shapes.py',
+    'sharpmask': 'configs/deepmask/sharpmask_r18_shapes.py',
+    'instancefcn': 'configs/instancefcn/instancefcn_r18_shapes.py',
+    'rsis': 'configs/demo/rsis_r18_shapes.py',
+    'ris': 'configs/demo/ris_r18_shapes.py',
+    'recurrent_attention': 'configs/demo/recurrent_attention_shapes.py',
+    'recurrent_embedding': 'configs/demo/recurrent_embedding_erfnet_shapes.py',
+    'metric_seediness': 'configs/demo/metric_seediness_erfnet_shapes.py',
+    'boxcaseg': 'configs/boxcaseg/boxcaseg_hrnet_tiny_shapes.py',
+}
+
+
+def _predict_with_boxes(model, image, boxes=None):
+    """``_predict`` with ground-truth boxes in the sample (BoxCaseg segments given boxes)."""
+    from mmdet.structures import DetDataSample
+    from mmengine.structures import InstanceData
+    h, w = image.shape[-2:]
+    sample = DetDataSample(metainfo=dict(img_shape=(h, w), ori_shape=(h, w),
+                                         scale_factor=(1.0, 1.0)))
+    if boxes is not None:
+        sample.gt_instances = InstanceData(bboxes=boxes.float(),
+                                           labels=torch.zeros(len(boxes), dtype=torch.long))
+    data = model.data_preprocessor(
+        dict(inputs=[image[0].to(torch.uint8)], data_samples=[sample]), False)
+    with torch.no_grad():
+        return model.predict(data['inputs'], data['data_samples'])[0].pred_instances
+
+
+@pytest.mark.parametrize('method', sorted(NETWORK_METHODS))
+def test_network_export_postprocess_matches_predict(tmp_path, method):
+    from insplug.deploy import networks
+    model = ox.build_model(osp.join(REPO, NETWORK_METHODS[method]), seed=0)
+    if method == 'rsis':  # keep every step (a random network's stop scores are ~0.5)
+        model.head.test_cfg['stop_thr'] = 0.0
+    if method == 'recurrent_attention':
+        model.test_cfg['score_thr'] = 0.0
+    shape = (64, 64)
+    path = str(tmp_path / f'{method}.onnx')
+    report = ox.export_onnx(model, shape, path, mode='auto')
+    assert report['mode'] == 'network' and report['ok'], report
+    assert max(report['max_abs_outputs']) <= 1e-4
+    print(method, 'max abs', max(report['max_abs_outputs']))
+    wrapper = (networks.network_wrapper_class(model) or ox.NetworkOnly)(model, shape)
+    inputs = ox._network_inputs(wrapper, shape, seed=2)
+    names = list(getattr(wrapper, 'input_names', ['inputs']))
+    onnx_outs = ox.run_onnxruntime(path, {n: t.numpy() for n, t in zip(names, inputs)})
+    boxes = inputs[1] if len(inputs) > 1 else None
+    dets = networks.postprocess(model, onnx_outs, shape, boxes)
+    ref = _predict_with_boxes(model, ox.random_image(shape, seed=2), boxes)
+    print(method, 'kept', len(ref.scores), len(dets['scores']))
+    assert len(dets['scores']) == len(ref.scores) > 0
+    np.testing.assert_array_equal(dets['labels'].numpy(), ref.labels.numpy())
+    np.testing.assert_allclose(dets['scores'].numpy(), ref.scores.numpy(), rtol=0, atol=1e-4)
+    differ = int((dets['masks'].numpy() != ref.masks.numpy()).sum())
+    print(method, 'mask pixels differing', differ)
+    assert differ == 0
+
+
+@pytest.mark.parametrize('config', ['configs/demo/prm_r18_shapes.py',
+                                    'configs/demo/countseg_r18_shapes.py'])
+def test_prm_countseg_export_maps_only(tmp_path, config):
+    """PRM / CountSeg: the class response (and density) maps export; the instances need peak
+    back-propagation (a backward pass), which the report names and post-processing refuses."""
+    from insplug.deploy import networks
+    model = ox.build_model(osp.join(REPO, config), seed=0)
+    path = str(tmp_path / 'prm.onnx')
+    report = ox.export_onnx(model, (64, 64), path, mode='auto')
+    assert report['mode'] == 'network' and report['ok'] and osp.isfile(path)
+    assert max(report['max_abs_outputs']) <= 1e-4
+    assert 'peak back-propagation' in report['not_in_graph']
+    with torch.no_grad():
+        maps = model._forward(torch.zeros(1, 3, 64, 64))
+    with pytest.raises(NotImplementedError, match='peak back-propagation'):
+        networks.postprocess(model, ox.flatten_outputs(maps), (64, 64))
+
+
+@pytest.mark.parametrize('config,name', [('configs/demo/fcis_r18_shapes.py', 'FCIS'),
+                                         ('configs/demo/d2det_r18_shapes.py', 'MaskRCNN'),
+                                         ('configs/demo/zsi_r18_shapes.py', 'ZSIMaskRCNN')])
+def test_untraceable_two_stage_export_is_refused(tmp_path, config, name):
+    """RPN + RoI-head models without a traceable wrapper (FCIS, D2Det, ZSI) are refused with the
+    reason named, before tracing, and no file is written."""
+    model = ox.build_model(osp.join(REPO, config), seed=0)
+    path = tmp_path / 'two_stage.onnx'
+    with pytest.raises(ox.OnnxExportError, match=f'{name} .*blocked: two-stage'):
+        ox.export_onnx(model, (64, 64), str(path))
+    assert not path.exists()

@@ -94,7 +94,7 @@ class DeepMaskNet(nn.Module):
     def propose(self, image: Tensor, pad_value: Tensor, scales: Sequence[float],
                 num_proposals: int = 500, mask_thr: float = 0.2, use_refinement: bool = True,
                 release_index: bool = False) -> Dict[str, Tensor]:
-        """Mask proposals of one image.
+        """Mask proposals of one image: :meth:`dense_maps`, then :meth:`proposals_from_maps`.
 
         Args:
             image: (C, H, W) normalised. pad_value: (C,) normalised grey.
@@ -106,24 +106,59 @@ class DeepMaskNet(nn.Module):
         Returns:
             dict(masks (K, H, W) bool, scores (K,), boxes (K, 4)).
         """
-        h, w = image.shape[-2:]
-        border = self.window_size // 2
         refine = self.refine is not None and use_refinement
-        embs, scores, hmaps = [], [], []
+        maps = self.dense_maps(image, pad_value, scales, refine)
+        return self.proposals_from_maps(maps, tuple(image.shape[-2:]), scales, num_proposals,
+                                        mask_thr, refine, release_index)
+
+    def dense_maps(self, image: Tensor, pad_value: Tensor, scales: Sequence[float],
+                   refine: bool) -> List[Tensor]:
+        """The network part of the dense inference (fixed sizes for a fixed image size).
+
+        Args:
+            image: (C, H, W) normalised. pad_value: (C,). scales: P pyramid scales.
+            refine: also return the refinement's horizontal maps.
+
+        Returns:
+            per scale p, in order: embedding (E, h_p, w_p), score logits (h_p, w_p), and with
+            ``refine`` the 4 horizontal maps (C_j, h_j, w_j) of
+            :meth:`SharpMaskRefinement.horizontal_maps` (uncropped).
+        """
+        border = self.window_size // 2
+        out = []
         for s in scales:
             x = inf.scaled_padded_image(image, s, border, pad_value)
             c1, l1, l2, l3 = self.trunk(x)
             emb = self.head.embedding(l3)[0]  # (E, h_p, w_p)
-            embs.append(emb)
-            scores.append(self.head.score_logits(emb[None])[0])
+            out += [emb, self.head.score_logits(emb[None])[0]]
             if refine:
-                hmaps.append([m[0] for m in self.refine.horizontal_maps((l3, l2, l1, c1), False)])
+                out += [m[0] for m in self.refine.horizontal_maps((l3, l2, l1, c1), False)]
+        return out
+
+    def proposals_from_maps(self, maps: Sequence[Tensor], size: Sequence[int],
+                            scales: Sequence[float], num_proposals: int = 500,
+                            mask_thr: float = 0.2, refine: bool = True,
+                            release_index: bool = False) -> Dict[str, Tensor]:
+        """Proposals from :meth:`dense_maps`' outputs (e.g. an ONNX graph's): window selection,
+        mask heads on the selected windows, paste.
+
+        Args:
+            maps: :meth:`dense_maps` (same ``scales`` and ``refine``). size: (H, W) image.
+
+        Returns:
+            dict(masks (K, H, W) bool, scores (K,), boxes (K, 4)).
+        """
+        h, w = size
+        per = 6 if refine else 2
+        embs = [maps[p * per] for p in range(len(scales))]
+        scores = [maps[p * per + 1] for p in range(len(scales))]
+        hmaps = [list(maps[p * per + 2:p * per + 6]) for p in range(len(scales))]
         probs, scale_idx, rows, cols = inf.select_top_windows(scores, num_proposals,
                                                               release_index)
         k = probs.shape[0]
-        emb_sel = image.new_zeros(k, embs[0].shape[0])
-        size = self.label_size if refine else self.head.mask_size
-        logits = image.new_zeros(k, size, size)
+        emb_sel = embs[0].new_zeros(k, embs[0].shape[0])
+        side = self.label_size if refine else self.head.mask_size
+        logits = embs[0].new_zeros(k, side, side)
         for p in range(len(scales)):  # one gather per scale, not per proposal
             sel = torch.nonzero(scale_idx == p)[:, 0]
             if sel.numel() == 0:
@@ -135,7 +170,7 @@ class DeepMaskNet(nn.Module):
                 logits[sel] = self.refine(emb_sel[sel], patches)
         if not refine:
             logits = self.head.mask_logits(emb_sel)
-        scale_vals = torch.tensor(scales, dtype=image.dtype, device=image.device)[scale_idx]
+        scale_vals = torch.tensor(scales, dtype=embs[0].dtype, device=embs[0].device)[scale_idx]
         masks = inf.paste_window_masks(logits, scale_vals, rows, cols, self.window_size,
                                        self.stride, h, w, mask_thr)
         masks, probs, boxes = inf.proposals_from_masks(masks, probs)

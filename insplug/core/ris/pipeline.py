@@ -4,7 +4,7 @@ meta-architecture only convert their ground truth and image metadata).
 Shapes: B images, M_b GT instances, (Hp, Wp) the padded batch input, (h, w) the feature grid,
 T steps, (h_b, w_b) / (H_b, W_b) image b's input / output size.
 """
-from typing import List, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -77,7 +77,24 @@ def ris_predict(net: RISRecurrentHead, x: Tensor, size: Sequence[int],
     Returns:
         B tuples (masks (N, H_b, W_b) bool, scores (N,), labels (N,)), by score.
     """
-    mask_logits, conf_logits, class_logits = ris_decode(net, x, max_steps)
+    return ris_predict_from_logits(*ris_decode(net, x, max_steps), size, img_sizes, out_sizes,
+                                   stop_thr, mask_thr, max_per_img)
+
+
+def ris_predict_from_logits(mask_logits: Tensor, conf_logits: Tensor,
+                            class_logits: Optional[Tensor], size: Sequence[int],
+                            img_sizes: Sequence[Sequence[int]], out_sizes: Sequence,
+                            stop_thr: float = 0.5, mask_thr: float = 0.9,
+                            max_per_img: int = 100) -> List[Tuple[Tensor, Tensor, Tensor]]:
+    """The post-processing of :func:`ris_predict` on decoded outputs (e.g. an ONNX graph's).
+
+    Args:
+        mask_logits: (B, T, h, w). conf_logits: (B, T). class_logits: (B, T, K) or None.
+        size, img_sizes, out_sizes, thresholds: as :func:`ris_predict`.
+
+    Returns:
+        as :func:`ris_predict`.
+    """
     probs = upsample_align(torch.sigmoid(mask_logits), size)
     results = []
     for i in range(probs.shape[0]):

@@ -93,7 +93,24 @@ def rsis_predict(decoder: RSISDecoder, skips: Sequence[Tensor], size: Sequence[i
     Returns:
         B tuples (masks (N, H_b, W_b) bool, scores (N,), labels (N,) in 0..K-1).
     """
-    mask_logits, class_logits, stop_logits = rsis_decode(decoder, skips, max_steps, size)
+    return rsis_predict_from_logits(*rsis_decode(decoder, skips, max_steps, size), img_sizes,
+                                    out_sizes, stop_thr, mask_thr, min_size, max_per_img)
+
+
+def rsis_predict_from_logits(mask_logits: Tensor, class_logits: Tensor, stop_logits: Tensor,
+                             img_sizes: Sequence[Sequence[int]], out_sizes: Sequence,
+                             stop_thr: float = 0.5, mask_thr: float = 0.5,
+                             min_size: float = 0.001, max_per_img: int = 100
+                             ) -> List[Tuple[Tensor, Tensor, Tensor]]:
+    """The post-processing of :func:`rsis_predict` on decoded outputs (e.g. an ONNX graph's).
+
+    Args:
+        mask_logits: (B, T, Hp, Wp). class_logits: (B, T, K + 1). stop_logits: (B, T).
+        img_sizes, out_sizes, thresholds: as :func:`rsis_predict`.
+
+    Returns:
+        as :func:`rsis_predict`.
+    """
     probs = torch.sigmoid(mask_logits)
     return [rsis_postprocess(crop_and_resize_probs(probs[i], img_sizes[i], out_sizes[i]),
                              class_logits[i], stop_logits[i], stop_thr, mask_thr, min_size,
