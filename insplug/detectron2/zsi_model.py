@@ -76,9 +76,10 @@ MODES = ('seen', 'zsi', 'gzsi')
 def _zsi_node():
     mask = signature_defaults(SemanticMaskHead)
     node = CN()
-    # '48_17' / '65_15' (the release's word2vec files, insplug/core/zsi/embeddings),
-    # 'shapes_demo' or the path of a (D, 1 + S + U) .pt tensor
-    node.CLASS_VECTORS = '48_17'
+    # 'coco_48_17' / 'coco_65_15' (the release's word2vec files, insplug/core/zsi/embeddings;
+    # not '48_17': yacs reads that as the integer 4817), 'shapes_demo' or the path of a
+    # (D, 1 + S + U) .pt tensor
+    node.CLASS_VECTORS = 'coco_48_17'
     node.MODE = 'seen'              # test-time classes: 'seen', 'zsi' (unseen) or 'gzsi' (both)
     node.LABEL_MAP = []             # gzsi: evaluation label of each model label (seen, unseen)
     node.BBOX_SYNC_BG = True
@@ -92,6 +93,15 @@ def _zsi_node():
     node.MASK_WITH_DECODER = mask['with_decoder']
     node.MASK_CHAIN_CONVS = mask['chain_convs']
     return node
+
+
+def vector_spec(value):
+    """``MODEL.INSPLUG.ZSI.CLASS_VECTORS`` -> the core's spec
+    (:func:`insplug.core.zsi.vectors.class_vectors`): 'coco_48_17' -> '48_17'."""
+    if not isinstance(value, str):
+        raise ValueError(f'MODEL.INSPLUG.ZSI.CLASS_VECTORS: a string such as "coco_48_17", '
+                         f'not {value!r} (yacs reads an unprefixed 48_17 as a number)')
+    return value[len('coco_'):] if value in ('coco_48_17', 'coco_65_15') else value
 
 
 def _check_mode(mode):
@@ -158,7 +168,7 @@ class ZSIBackgroundAwareRPN(RPN):
         if len(dims) != 1:
             raise ValueError('the background-aware RPN has one 3x3 conv: MODEL.RPN.CONV_DIMS '
                              'takes one width (-1: the input width)')
-        bg = load_vectors(cfg.MODEL.INSPLUG.ZSI.CLASS_VECTORS)[:, 0].clone()
+        bg = load_vectors(vector_spec(cfg.MODEL.INSPLUG.ZSI.CLASS_VECTORS))[:, 0].clone()
         ret['head'] = ZSIRPNHead(channels.pop(), num_anchors.pop(), bg, dims[0],
                                  ret['anchor_generator'].box_dim)
         return ret
@@ -219,7 +229,7 @@ class ZSISemanticOutputLayers(ClassVectorsMixin, FastRCNNOutputLayers):
     def from_config(cls, cfg, input_shape):
         ret = super().from_config(cfg, input_shape)
         z = cfg.MODEL.INSPLUG.ZSI
-        ret.update(class_vectors=z.CLASS_VECTORS, vocabulary_size=z.VOCABULARY_SIZE,
+        ret.update(class_vectors=vector_spec(z.CLASS_VECTORS), vocabulary_size=z.VOCABULARY_SIZE,
                    with_decoder=z.BBOX_WITH_DECODER, loss_ed_weight=z.LOSS_ED_WEIGHT,
                    mode=z.MODE, gzsi_score_thresh=z.GZSI_SCORE_THRESH)
         return ret
@@ -301,7 +311,7 @@ class ZSISemanticMaskRCNNHead(ClassVectorsMixin, BaseMaskRCNNHead):
         ret = super().from_config(cfg, input_shape)
         z = cfg.MODEL.INSPLUG.ZSI
         ret.update(input_shape=input_shape, num_classes=cfg.MODEL.ROI_HEADS.NUM_CLASSES,
-                   class_vectors=z.CLASS_VECTORS, num_convs=z.MASK_NUM_CONVS,
+                   class_vectors=vector_spec(z.CLASS_VECTORS), num_convs=z.MASK_NUM_CONVS,
                    conv_dim=z.MASK_CONV_DIM, with_decoder=z.MASK_WITH_DECODER,
                    chain_convs=z.MASK_CHAIN_CONVS, loss_ed_weight=z.LOSS_ED_WEIGHT, mode=z.MODE)
         return ret

@@ -18,7 +18,7 @@ import os.path as osp
 import numpy as np
 import pytest
 
-from d2_utils import INSTALL_HINT, REPO, d2_cfg, first_batch  # imports no detectron2
+from d2_utils import D2_CONFIGS, INSTALL_HINT, REPO, d2_cfg, first_batch  # imports no detectron2
 
 pytest.importorskip('detectron2', reason=INSTALL_HINT)
 
@@ -119,9 +119,9 @@ def mmdet_samples(batch, pad_shape, with_gt=True):
     return samples
 
 
-@pytest.fixture(scope='module')
-def twins(d2_shapes, seen_split):
-    pytest.importorskip('mmdet')
+def make_twins(d2_shapes, seen_split, vocabulary_size=0):
+    """mmdet demo model (random weights) and the detectron2 yaml model with its converted
+    weights; every anchor and RoI sampled in training."""
     from mmengine.config import Config
     from mmengine.registry import DefaultScope
 
@@ -130,16 +130,25 @@ def twins(d2_shapes, seen_split):
     mm_cfg = Config.fromfile(osp.join(REPO, 'configs', 'demo', 'zsi_r18_shapes.py'))
     mm_cfg.model.train_cfg.rpn.sampler.num = ALL
     mm_cfg.model.train_cfg.rcnn.sampler.num = ALL
+    opts = ['MODEL.RPN.BATCH_SIZE_PER_IMAGE', ALL, 'MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE', ALL]
+    if vocabulary_size:
+        mm_cfg.model.roi_head.bbox_head.update(vocabulary_size=vocabulary_size,
+                                               with_decoder=True)
+        opts += ['MODEL.INSPLUG.ZSI.VOCABULARY_SIZE', vocabulary_size,
+                 'MODEL.INSPLUG.ZSI.BBOX_WITH_DECODER', True]
     torch.manual_seed(0)
     with DefaultScope.overwrite_default_scope('insplug'):
         mm = MODELS.build(mm_cfg.model)
     mm.init_weights()
     gen = torch.Generator().manual_seed(3)
+    head = mm.roi_head.bbox_head
     with torch.no_grad():  # spread the semantic scores (no near-uniform class probabilities)
-        mm.roi_head.bbox_head.fc_semantic.weight.normal_(0, 0.05, generator=gen)
-        mm.roi_head.bbox_head.fc_reg.weight.normal_(0, 0.01, generator=gen)
-    cfg = zsi_cfg(d2_shapes, seen_split, 'MODEL.RPN.BATCH_SIZE_PER_IMAGE', ALL,
-                  'MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE', ALL)
+        head.fc_semantic.weight.normal_(0, 0.05, generator=gen)
+        head.fc_reg.weight.normal_(0, 0.01, generator=gen)
+        if vocabulary_size:
+            head.load_vocabulary(torch.randn(head.voc.shape, generator=gen))
+            head.kernel_semantic.weight.normal_(0, 0.1, generator=gen)
+    cfg = zsi_cfg(d2_shapes, seen_split, *opts)
     d2 = build_model(cfg)
     state = to_detectron2(mm.state_dict())
     missing, unexpected = d2.load_state_dict(state, strict=False)
@@ -150,6 +159,30 @@ def twins(d2_shapes, seen_split):
     images = d2.preprocess_image(batch)
     return dict(mm=mm, d2=d2, batch=batch, images=images,
                 pad=tuple(images.tensor.shape[-2:]))
+
+
+@pytest.fixture(scope='module')
+def twins(d2_shapes, seen_split):
+    pytest.importorskip('mmdet')
+    return make_twins(d2_shapes, seen_split)
+
+
+def losses_of(t):
+    t['mm'].train()
+    t['d2'].train()
+    with EventStorage(0):
+        l_d2 = t['d2'](t['batch'])
+    l_mm = t['mm'].loss(t['images'].tensor, mmdet_samples(t['batch'], t['pad']))
+    l_mm = {k: sum(v) if isinstance(v, (list, tuple)) else v for k, v in l_mm.items()
+            if k != 'acc'}
+    return l_mm, l_d2
+
+
+def assert_same_losses(l_mm, l_d2, names):
+    assert set(l_mm) == set(names) and set(l_d2) == set(names.values())
+    for k_mm, k_d2 in names.items():
+        a, b = float(l_mm[k_mm]), float(l_d2[k_d2])
+        assert b > 0 and abs(a - b) <= 1e-5 * max(1.0, abs(a)), (k_mm, a, b)
 
 
 def test_agreement_features_rpn_and_losses(twins):
@@ -168,15 +201,42 @@ def test_agreement_features_rpn_and_losses(twins):
         assert float((c[:, 0::2] - c[:, 1::2] - o).abs().max()) < 1e-5
     for a, b in zip(reg_mm, reg_d2):
         assert float((a - b).abs().max()) < 1e-5
-    with EventStorage(0):
-        l_d2 = d2(twins['batch'])
-    l_mm = mm.loss(images.tensor, mmdet_samples(twins['batch'], twins['pad']))
-    l_mm = {k: sum(v) if isinstance(v, (list, tuple)) else v for k, v in l_mm.items()
-            if k != 'acc'}
-    assert set(l_mm) == set(LOSSES) and set(l_d2) == set(LOSSES.values())
-    for k_mm, k_d2 in LOSSES.items():
-        a, b = float(l_mm[k_mm]), float(l_d2[k_d2])
-        assert b > 0 and abs(a - b) <= 1e-5 * max(1.0, abs(a)), (k_mm, a, b)
+    assert_same_losses(*losses_of(twins), LOSSES)
+
+
+def test_agreement_vocabulary_and_decoder_losses(d2_shapes, seen_split):
+    """The release's full box head: vocabulary path and encoder-decoder (``loss_bbox_ed``)."""
+    pytest.importorskip('mmdet')
+    t = make_twins(d2_shapes, seen_split, vocabulary_size=16)
+    assert t['d2'].roi_heads.box_predictor.voc.shape == (8, 16)
+    assert_same_losses(*losses_of(t), dict(LOSSES, loss_bbox_ed='loss_bbox_ed'))
+
+
+def test_full_config_weights_load_strictly():
+    """The R-101 48/17 mmdet config's weights (vocabulary V = 4071, decoders) load strictly into
+    the model of ``configs/detectron2/zsi_r101_fpn_1x_coco_48_17.yaml``."""
+    pytest.importorskip('mmdet')
+    from mmengine.config import Config
+    from mmengine.registry import DefaultScope
+
+    from insplug.converters.zsi import to_detectron2
+    from insplug.detectron2.train_net import setup_cfg
+    from insplug.registry import MODELS
+    mm_cfg = Config.fromfile(osp.join(REPO, 'configs', 'zsi',
+                                      'zsi_mask_rcnn_r101_fpn_1x_coco_48_17.py'))
+    mm_cfg.model.backbone.init_cfg = None
+    with DefaultScope.overwrite_default_scope('insplug'):
+        mm = MODELS.build(mm_cfg.model)
+    d2 = build_model(setup_cfg(osp.join(D2_CONFIGS, 'zsi_r101_fpn_1x_coco_48_17.yaml'),
+                               ['MODEL.DEVICE', 'cpu']))
+    state = to_detectron2(mm.state_dict())
+    missing, unexpected = d2.load_state_dict(state, strict=False)
+    assert not missing and not unexpected, (missing, unexpected)
+    ours = d2.state_dict()
+    assert all(ours[k].shape == v.shape for k, v in state.items())
+    pred = d2.roi_heads.box_predictor
+    assert pred.voc.shape == (300, 4071) and pred.with_decoder and pred.num_classes == 48
+    assert not d2.mask_sync_bg and d2.bbox_sync_bg
 
 
 @pytest.mark.parametrize('mode', ['seen', 'zsi', 'gzsi'])
