@@ -112,8 +112,8 @@ class _Tree:
         ``refs[k]`` holds the same neths[k] / netvs[k] objects (shared references)."""
         dm = self.deepmask(**kw)
         fsz, embed = dm.fields['fSz'], kw.get('embed', 128)
-        base = kw.get('base', 16)
-        skips = (4 * base, 2 * base, base, base)  # ResNet-18 layer3, layer2, layer1, stem
+        base, e = kw.get('base', 16), 4 if kw.get('depth', 18) == 50 else 1
+        skips = (4 * e * base, 2 * e * base, e * base, base)  # layer3, layer2, layer1, stem
         neths, netvs = {}, {0: seq(self.linear(embed, fsz * fsz * km), LuaObject(
             'nn.View', {'size': {1: 32, 2: km, 3: fsz, 4: fsz}}))}
         for i in range(1, 5):
