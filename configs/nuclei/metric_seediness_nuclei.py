@@ -1,0 +1,40 @@
+# Deep metric learning with seediness (Fathi et al.) on the DSB2018 nuclei set
+# (../shared/data/nuclei, one class), for the nuclei leaderboard
+# (tools/leaderboard.py CONFIGS... --data nuclei). The method's CPU demo config
+# (metric_seediness_erfnet_shapes: slim branched ERFNet, 8-d embeddings, the paper's
+# similarity 2 / (1 + exp(d^2)), seediness for thresholds 0.25 / 0.5 / 0.75; random init,
+# nothing downloaded) with the nuclei data (configs/_base_/datasets/nuclei_instance.py: 512 px
+# input, flips both ways, COCO segm) and settings for small dense touching nuclei (up to 375
+# per image, ~13-80 px across at 512 px):
+# - 10 sampled pixels per instance (the paper's; the demo's 64 is for 1-5 objects: with 375
+#   nuclei the pairwise loss would hold 24 k points, 10 keep it at <= 3.8 k) and losses on 1/16
+#   of the pixels (loss_stride 4: the mask-growth targets measure each sampled pixel's grown
+#   mask against the others, S x P / 16);
+# - inference: up to 400 seeds (demo 30; seeds are picked one at a time by seediness x
+#   diversity, so this is the cap on nuclei found), masks of >= 32 px (a 13 px nucleus has
+#   ~130 px), at most 400 per image.
+# Schedule: SCHEDULE
+_base_ = ['../demo/metric_seediness_erfnet_shapes.py', '../_base_/datasets/nuclei_instance.py']
+leaderboard = dict(method='Metric learning + seediness', family='bottom-up')
+num_classes = 1
+model = dict(
+    head=dict(num_classes=num_classes, points_per_instance=10, loss_stride=4,
+              test_cfg=dict(max_seeds=400, min_pixels=32, max_per_img=400)))
+
+train_dataloader = {{_base_.nuclei_train_dataloader}}
+val_dataloader = {{_base_.nuclei_val_dataloader}}
+test_dataloader = val_dataloader
+val_evaluator = {{_base_.nuclei_val_evaluator}}
+test_evaluator = val_evaluator
+
+max_iters = 500
+train_cfg = dict(_delete_=True, type='IterBasedTrainLoop', max_iters=max_iters,
+                 val_interval=max_iters)
+param_scheduler = [
+    dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=100),
+    dict(type='MultiStepLR', by_epoch=False, begin=0, end=max_iters,
+         milestones=[int(max_iters * 0.75), int(max_iters * 0.9)], gamma=0.1),
+]
+default_hooks = dict(checkpoint=dict(_delete_=True, type='CheckpointHook', by_epoch=False,
+                                     interval=500, max_keep_ckpts=2))
+log_processor = dict(by_epoch=False)

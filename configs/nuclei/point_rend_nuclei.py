@@ -1,0 +1,44 @@
+# PointRend (mmdet 3's own PointRend / PointRendRoIHead) on the DSB2018 nuclei set
+# (../shared/data/nuclei, one class), for the nuclei leaderboard
+# (tools/leaderboard.py CONFIGS... --data nuclei). The method's CPU demo config
+# (point_rend_r18_shapes: the demo Mask R-CNN's ResNet-18 + FPN 128 with PointRend's coarse
+# 7x7 mask head and 3-FC point head; random init, nothing downloaded) with the nuclei data
+# (configs/_base_/datasets/nuclei_instance.py: 512 px input, flips both ways, COCO segm) and
+# settings for small dense touching nuclei (up to 375 per image, ~13-80 px across at 512 px),
+# the baseline's (mask_rcnn_nuclei.py) so the two rows differ only in the mask head:
+# - anchors: scale 4 at strides 4..64 (16, 32, 64 px base sizes cover the 13-80 px nuclei);
+# - 1000 RPN proposals, 512 sampled RoIs, 400 detections kept per image;
+# - the mask: 7x7 coarse + 14*14 importance-sampled training points (mmdet's) and 5 test
+#   subdivision steps (7 -> 224 px), more than a <= 80 px nucleus needs: 3 steps (7 -> 56 px,
+#   28 x 28 points each) resolve every nucleus to ~1.5 px and cut the point head's test work
+#   (400 RoIs x steps x 784 points) by 40%.
+# Schedule: SCHEDULE
+_base_ = ['../demo/point_rend_r18_shapes.py', '../_base_/datasets/nuclei_instance.py']
+leaderboard = dict(method='PointRend (mmdet)', family='two-stage')
+num_classes = 1
+model = dict(
+    roi_head=dict(bbox_head=dict(num_classes=num_classes),
+                  mask_head=dict(num_classes=num_classes),
+                  point_head=dict(num_classes=num_classes)),
+    train_cfg=dict(rpn_proposal=dict(nms_pre=2000, max_per_img=1000),
+                   rcnn=dict(sampler=dict(num=512))),
+    test_cfg=dict(rpn=dict(nms_pre=2000, max_per_img=1000),
+                  rcnn=dict(max_per_img=400, subdivision_steps=3)))
+
+train_dataloader = {{_base_.nuclei_train_dataloader}}
+val_dataloader = {{_base_.nuclei_val_dataloader}}
+test_dataloader = val_dataloader
+val_evaluator = {{_base_.nuclei_val_evaluator}}
+test_evaluator = val_evaluator
+
+max_iters = 500
+train_cfg = dict(_delete_=True, type='IterBasedTrainLoop', max_iters=max_iters,
+                 val_interval=max_iters)
+param_scheduler = [
+    dict(type='LinearLR', start_factor=0.001, by_epoch=False, begin=0, end=100),
+    dict(type='MultiStepLR', by_epoch=False, begin=0, end=max_iters,
+         milestones=[int(max_iters * 0.75), int(max_iters * 0.9)], gamma=0.1),
+]
+default_hooks = dict(checkpoint=dict(_delete_=True, type='CheckpointHook', by_epoch=False,
+                                     interval=500, max_keep_ckpts=2))
+log_processor = dict(by_epoch=False)

@@ -1,0 +1,41 @@
+# Recurrent pixel embedding (Kong & Fowlkes) on the DSB2018 nuclei set
+# (../shared/data/nuclei, one class), for the nuclei leaderboard
+# (tools/leaderboard.py CONFIGS... --data nuclei). The method's CPU demo config
+# (recurrent_embedding_erfnet_shapes: slim branched ERFNet, 8-d unit-sphere embeddings, a
+# semantic branch, 5 recurrent mean-shift loops at bandwidth 0.1 in training; random init,
+# nothing downloaded) with the nuclei data (configs/_base_/datasets/nuclei_instance.py: 512 px
+# input, flips both ways, COCO segm) and settings for small dense touching nuclei (up to 375
+# per image, ~13-80 px across at 512 px):
+# - margins and bandwidths are on the unit sphere, scale free: the release's (as the demo);
+# - losses on 1/64 of the pixels (loss_stride 8: 4096 of a 512 x 512 image, a 13 px nucleus
+#   gets ~2 of them, a median one ~20);
+# - inference: the loops run on a strided subset of up to 4096 foreground points (demo 512:
+#   at ~50 k foreground pixels a stride of 100 would skip whole small nuclei; 4096 gives each
+#   nucleus >= ~10 points), up to 512 modes merged (default 256 < 375 nuclei), clusters of
+#   >= 32 px (a 13 px nucleus has ~130 px), at most 400 per image.
+# Schedule: SCHEDULE
+_base_ = ['../demo/recurrent_embedding_erfnet_shapes.py', '../_base_/datasets/nuclei_instance.py']
+leaderboard = dict(method='Recurrent pixel embedding', family='bottom-up')
+num_classes = 1
+model = dict(
+    head=dict(num_classes=num_classes,
+              test_cfg=dict(clustering=dict(min_pixels=32, max_points=4096, max_seeds=512),
+                            min_pixels=32, max_per_img=400)))
+
+train_dataloader = {{_base_.nuclei_train_dataloader}}
+val_dataloader = {{_base_.nuclei_val_dataloader}}
+test_dataloader = val_dataloader
+val_evaluator = {{_base_.nuclei_val_evaluator}}
+test_evaluator = val_evaluator
+
+max_iters = 500
+train_cfg = dict(_delete_=True, type='IterBasedTrainLoop', max_iters=max_iters,
+                 val_interval=max_iters)
+param_scheduler = [
+    dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=100),
+    dict(type='MultiStepLR', by_epoch=False, begin=0, end=max_iters,
+         milestones=[int(max_iters * 0.75), int(max_iters * 0.9)], gamma=0.1),
+]
+default_hooks = dict(checkpoint=dict(_delete_=True, type='CheckpointHook', by_epoch=False,
+                                     interval=500, max_keep_ckpts=2))
+log_processor = dict(by_epoch=False)
