@@ -255,38 +255,43 @@ def _windows(seed, n=2, size=96):
     return torch.randn(n, 3, size, size, generator=g, dtype=torch.float64)
 
 
-def test_deepmask_t7_converts_and_runs_as_the_release(tmp_path):
-    lua = _Tree(0).deepmask()
+def _assert_close(out, ref, what):
+    """Max abs difference within 1e-5 relative to the reference's largest magnitude."""
+    assert out.shape == ref.shape, (what, out.shape, ref.shape)
+    diff = (out - ref).abs().max().item()
+    assert diff < 1e-5 * max(1.0, ref.abs().max().item()), (what, diff)
+
+
+def _convert_and_run(lua, config, tmp_path, seed):
+    """Write ``lua`` as the release does, convert it against ``config``, run 2 windows."""
     path = tmp_path / 'model.t7'
-    path.write_bytes(write_t7({'model': lua, 'config': {'iSz': 64, 'oSz': 16, 'gSz': 32}}))
-    model = _build('deepmask_r18_shapes.py', tmp_path, path)
-    x = _windows(1)
+    path.write_bytes(write_t7({'model': lua, 'config': {'iSz': 64, 'oSz': 16}}))
+    model = _build(config, tmp_path, path)
+    x = _windows(seed)
     with torch.no_grad():
-        out = model.net.forward_windows(x)
+        return model.net.forward_windows(x), x
+
+
+def test_deepmask_t7_converts_and_runs_as_the_release(tmp_path):
+    """The trunk's stem, both blocks of each stage, layer1's (biased) convolutions folded into
+    their affines, the shortcut convolutions, the extras and both branches."""
+    lua = _Tree(0).deepmask()
+    out, x = _convert_and_run(lua, 'deepmask_r18_shapes.py', tmp_path, 1)
     ref = deepmask_reference(lua, x)
     for key in ('mask', 'score'):
-        diff = (out[key] - ref[key]).abs().max().item()
-        assert out[key].shape == ref[key].shape
-        assert diff < 1e-5 * max(1.0, ref[key].abs().max().item()), (key, diff)
-    # layer1 convolutions had biases: folded into the affines, not dropped
-    assert ref['mask'].abs().max() > 1e-2 and ref['score'].std() > 0
+        _assert_close(out[key], ref[key], key)
+    assert ref['score'].std() > 0
 
 
 def test_sharpmask_t7_converts_and_runs_as_the_release(tmp_path):
     lua = _Tree(1).sharpmask()
-    path = tmp_path / 'model.t7'
-    path.write_bytes(write_t7({'model': lua, 'config': {'iSz': 64, 'km': 16, 'ks': 16}}))
-    model = _build('sharpmask_r18_shapes.py', tmp_path, path)
-    x = _windows(2)
-    with torch.no_grad():
-        out = model.net.forward_windows(x)
+    out, x = _convert_and_run(lua, 'sharpmask_r18_shapes.py', tmp_path, 2)
     ref = sharpmask_reference(lua, x)
-    assert out['refined'].shape == ref.shape == (2, 64, 64)
-    diff = (out['refined'] - ref).abs().max().item()
-    assert diff < 1e-5 * max(1.0, ref.abs().max().item()), diff
+    assert ref.shape == (2, 64, 64)
+    _assert_close(out['refined'], ref, 'refined')
     dm = deepmask_reference(lua, x)
-    assert (out['score'] - dm['score']).abs().max() < 1e-5 * max(1.0, dm['score'].abs().max())
-    assert (out['mask'] - dm['mask']).abs().max() < 1e-5 * max(1.0, dm['mask'].abs().max())
+    for key in ('mask', 'score'):
+        _assert_close(out[key], dm[key], key)
 
 
 def test_r50_bottleneck_release_layout(tmp_path):
@@ -305,8 +310,8 @@ def test_r50_bottleneck_release_layout(tmp_path):
     with torch.no_grad():
         out = net.forward_windows(x)
     ref = deepmask_reference(lua, x)
-    assert (out['mask'] - ref['mask']).abs().max() < 1e-5 * max(1.0, ref['mask'].abs().max())
-    assert (out['score'] - ref['score']).abs().max() < 1e-5 * max(1.0, ref['score'].abs().max())
+    for key in ('mask', 'score'):
+        _assert_close(out[key], ref[key], key)
 
 
 def test_wrong_or_tampered_files_are_refused(tmp_path):

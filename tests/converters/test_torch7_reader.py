@@ -133,7 +133,8 @@ def test_module_parameters_paths(tmp_path):
     linear = LuaObject('nn.Linear', {'weight': w, 'bias': np.zeros(2, np.float32)})
     seq = LuaObject('nn.Sequential', {'modules': {1: LuaObject('nn.Sequential', {
         'modules': {1: LuaObject('nn.SpatialSymmetricPadding', {'pad_l': 1}), 2: conv}}),
-        2: LuaObject('inn.ConstAffine', {'a': np.ones(4, np.float32), 'b': np.zeros(4, np.float32)}),
+        2: LuaObject('inn.ConstAffine', {'a': np.ones(4, np.float32),
+                                         'b': np.zeros(4, np.float32)}),
         10: linear}})
     top = LuaObject('nn.DeepMask', {'trunk': seq, 'again': {1: linear},
                                     'inps': {1: np.ones(3, np.float32)}})
