@@ -108,18 +108,22 @@ def _conv_norm_pairs(entries, where):
     return list(zip(convs, norms))
 
 
-def convert_trunk(modules, src='trunk', dst='net.'):
-    """fb.resnet.torch trunk (``DeepMask.lua: createTrunk``) -> ``{dst}trunk.*`` and the
-    trunk extras -> ``{dst}head.reduce`` / ``{dst}head.embed``.
+def convert_resnet(modules, src='trunk', dst='net.trunk.', num_stages=3):
+    """An fb.resnet.torch ResNet (``models/resnet.lua``) under ``src`` -> torchvision-named keys.
 
     Args:
         modules: OrderedDict {module path: {param: Tensor}} (from :func:`_group_modules`).
+        src: the Lua path of the ``nn.Sequential`` (1 conv1, 2 BN, 3 ReLU, 4 max-pool, 5.. the
+            stages).
+        dst: prefix of the keys (``conv1``, ``bn1``, ``layer<n>.<block>.conv<k>`` /
+            ``bn<k>`` / ``downsample.0`` / ``downsample.1``).
+        num_stages: stages kept (3 in DeepMask's trunk, 4 in the ImageNet model).
 
     Returns:
-        dict of insplug keys.
+        (dict of keys, [(path, params)] of the modules after the stages, in forward order).
     """
     out = {}
-    stem, blocks, extras = [], {}, []
+    stem, blocks, after = [], {}, []
     for path, params in modules.items():
         if not path.startswith(f'{src}.'):
             continue
@@ -127,38 +131,45 @@ def convert_trunk(modules, src='trunk', dst='net.'):
         top = idx[0]
         if top in (1, 2):  # conv1 (maybe wrapped with its padding), its BN
             stem.append((idx, path, params))
-        elif top in (5, 6, 7):  # layer1..3, block, ConcatTable(residual, shortcut)
+        elif 5 <= top < 5 + num_stages:  # layer, block, ConcatTable(residual, shortcut)
             if len(idx) < 5 or idx[2] != 1 or idx[3] not in (1, 2):
-                raise ConversionError(f'deepmask: {path}: not a residual block parameter')
+                raise ConversionError(f'{path}: not a residual block parameter')
             blocks.setdefault((top - 4, idx[1], idx[3]), []).append((idx, path, params))
-        elif top > 7:
-            extras.append((idx, path, params))
+        elif top >= 5 + num_stages:
+            after.append((idx, path, params))
         else:
-            raise ConversionError(f'deepmask: {path}: no parameters expected at trunk module '
-                                  f'{top} (ReLU / max-pool)')
-    stem.sort(key=lambda e: e[0])
-    for (conv, norm) in _conv_norm_pairs([(p, q) for _, p, q in stem], 'trunk stem'):
-        out[f'{dst}trunk.conv1.weight'] = conv[1]['weight']
-        out.update(_norm(norm[1], conv[1].get('bias'), f'{dst}trunk.bn1'))
+            raise ConversionError(f'{path}: no parameters expected at ResNet module {top} '
+                                  '(ReLU / max-pool)')
     if not stem:
-        raise ConversionError(f'deepmask: no trunk stem ({src}.modules.1 / .2) in the file')
+        raise ConversionError(f'no ResNet stem ({src}.modules.1 / .2) in the file')
+    stem.sort(key=lambda e: e[0])
+    for (conv, norm) in _conv_norm_pairs([(p, q) for _, p, q in stem], 'ResNet stem'):
+        out[f'{dst}conv1.weight'] = conv[1]['weight']
+        out.update(_norm(norm[1], conv[1].get('bias'), f'{dst}bn1'))
     for (layer, block, branch), entries in sorted(blocks.items()):
         entries.sort(key=lambda e: e[0])
         pairs = _conv_norm_pairs([(p, q) for _, p, q in entries],
                                  f'layer{layer} block {block}')
-        base = f'{dst}trunk.layer{layer}.{block - 1}'
+        base = f'{dst}layer{layer}.{block - 1}'
         if branch == 2 and len(pairs) != 1:
-            raise ConversionError(f'deepmask: {base}: a shortcut has one conv and one norm')
+            raise ConversionError(f'{base}: a shortcut has one conv and one norm')
         for n, (conv, norm) in enumerate(pairs, 1):
             c, b = ((f'{base}.conv{n}', f'{base}.bn{n}') if branch == 1
                     else (f'{base}.downsample.0', f'{base}.downsample.1'))
             out[f'{c}.weight'] = conv[1]['weight']
             out.update(_norm(norm[1], conv[1].get('bias'), b))
-    extras.sort(key=lambda e: e[0])
-    if len(extras) != 2 or any(_kind(q, p) not in ('conv', 'linear') for _, p, q in extras):
+    after.sort(key=lambda e: e[0])
+    return out, [(p, q) for _, p, q in after]
+
+
+def convert_trunk(modules, src='trunk', dst='net.'):
+    """DeepMask's trunk (``DeepMask.lua: createTrunk``) -> ``{dst}trunk.*`` (layer1..3) and the
+    trunk extras (1x1 conv, linear) -> ``{dst}head.reduce`` / ``{dst}head.embed``."""
+    out, extras = convert_resnet(modules, src, f'{dst}trunk.', num_stages=3)
+    if len(extras) != 2 or any(_kind(q, p) not in ('conv', 'linear') for p, q in extras):
         raise ConversionError(f'deepmask: expected the 1x1 convolution and the linear layer '
-                              f'after the trunk, got {[p for _, p, _ in extras]}')
-    (_, _, reduce), (_, _, embed) = extras
+                              f'after the trunk, got {[p for p, _ in extras]}')
+    (_, reduce), (_, embed) = extras
     r_out = reduce['weight'].shape[0]
     out.update(_as_conv(reduce, f'{dst}head.reduce', (-1, 1, 1)))
     e_weight = embed['weight']
@@ -280,3 +291,27 @@ def to_detectron2(state_dict):
     if stray:
         raise ConversionError(f'deepmask (to detectron2): keys outside net.*: {stray[:5]}')
     return dict(state_dict)
+
+
+@register_converter('fb_resnet', signature=[r'^modules\.1\.weight$',
+                                            r'^modules\.5\.modules\.1\.modules\.1\.modules\.1\.'],
+                    source='fb.resnet.torch ImageNet ResNet (Torch7) .t7, e.g. the DeepMask '
+                           'release\'s resnet-50.t7 -> torchvision-named ResNet')
+def convert_fb_resnet(state_dict):
+    """fb.resnet.torch's ImageNet ResNet (a bare ``nn.Sequential``: ``models/resnet.lua``; the
+    DeepMask release trains from its ``pretrained/resnet-50.t7``) -> torchvision's key names
+    (``conv1``, ``bn1``, ``layer1..4``, ``fc``), for ``trunk_pretrained`` of the DeepMask configs
+    (the trunk takes conv1 .. layer3). Batch norms keep their statistics (eps 1e-5, nn's
+    default); convolution biases, if any, are folded into them."""
+    modules = _group_modules({f'model.{k}': v for k, v in state_dict.items()})
+    stages = {_indices(p[len('model.'):])[0] for p in modules
+              if len(_indices(p[len('model.'):])) >= 5}
+    if not stages or sorted(stages) != list(range(5, 5 + len(stages))):
+        raise ConversionError(f'fb_resnet: no residual stages at modules 5.. (got {stages})')
+    out, after = convert_resnet(modules, 'model', '', num_stages=len(stages))
+    if len(after) > 1 or any(_kind(q, p) != 'linear' for p, q in after):
+        raise ConversionError(f'fb_resnet: expected at most the fc layer after the stages, got '
+                              f'{[p for p, _ in after]}')
+    for _, fc in after:
+        out.update({'fc.weight': fc['weight'], 'fc.bias': fc['bias'].flatten()})
+    return {k: v.contiguous() for k, v in out.items()}

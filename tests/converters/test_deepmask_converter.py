@@ -23,8 +23,11 @@ CFG = osp.join(osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))), 'co
 class _Tree:
     """Builds nn modules with random float32 arrays (fields as the Lua classes hold them)."""
 
-    def __init__(self, seed):
+    def __init__(self, seed, release=True):
+        """release: DeepMask's trunk (fixed affines, symmetric-padding wrappers); False:
+        fb.resnet.torch's ImageNet model as trained (batch norms, zero-padded convolutions)."""
         self.rng = np.random.default_rng(seed)
+        self.release = release
 
     def arr(self, *shape, scale=1.0):
         return (self.rng.standard_normal(shape) * scale).astype(np.float32)
@@ -42,11 +45,18 @@ class _Tree:
     def padded_conv(self, *args, **kwargs):
         """A 3x3 / 7x7 conv after ``modelUtils.updatePadding``: Sequential(SymPad, conv)."""
         conv = self.conv(*args, **kwargs)
+        if not self.release:
+            return conv
         p = conv.fields['padW']
         conv.fields.update(padW=0, padH=0)
         return seq(sympad(p), conv)
 
     def affine(self, n):  # inn.ConstAffine from utils.BNtoFixed
+        if not self.release:
+            return LuaObject('nn.SpatialBatchNormalization', dict(
+                weight=self.arr(n, scale=0.3) + 1.0, bias=self.arr(n, scale=0.1),
+                running_mean=self.arr(n, scale=0.2), running_var=self.arr(n, scale=0.2) ** 2
+                + 0.5, eps=1e-5, affine=True, momentum=0.1))
         return LuaObject('inn.ConstAffine', dict(a=self.arr(n, scale=0.3) + 1.0,
                                                  b=self.arr(n, scale=0.1), inplace=True))
 
@@ -72,21 +82,33 @@ class _Tree:
         return seq(LuaObject('nn.ConcatTable', {'modules': {1: s, 2: short}}),
                    LuaObject('nn.CAddTable', {'inplace': True}), relu())
 
-    def trunk(self, depth, base, fsz, reduce, embed):
-        """fb.resnet.torch ImageNet ResNet (layer4 / pool / fc removed) + DeepMask's extras.
-        layer1's convolutions carry (non-zero) biases, as pre-cuDNN-4 fb.resnet.torch did."""
-        block, counts = {18: (self.basic_block, (2, 2, 2)),
-                         50: (self.bottleneck, (3, 4, 6))}[depth]
+    def resnet(self, depth, base, num_stages):
+        """fb.resnet.torch's ImageNet ResNet up to ``num_stages`` stages; layer1's convolutions
+        carry (non-zero) biases, as pre-cuDNN-4 fb.resnet.torch did. Returns (modules, width)."""
+        block, counts = {18: (self.basic_block, (2, 2, 2, 2)),
+                         50: (self.bottleneck, (3, 4, 6, 3))}[depth]
         mods = [self.padded_conv(3, base, 7, 2, 3, bias=False), self.affine(base), relu(),
                 LuaObject('nn.SpatialMaxPooling', dict(kW=3, kH=3, dW=2, dH=2, padW=1, padH=1,
                                                        ceil_mode=False))]
         nin = base
-        for i, count in enumerate(counts):
+        for i, count in enumerate(counts[:num_stages]):
             blocks = []
             for j in range(count):
                 b, nin = block(nin, base * 2 ** i, 2 if (i and not j) else 1, conv_bias=i == 0)
                 blocks.append(b)
             mods.append(seq(*blocks))
+        return mods, nin
+
+    def imagenet_resnet(self, depth=18, base=8, classes=10):
+        """``resnet-50.t7`` as fb.resnet.torch saves it (a bare nn.Sequential)."""
+        mods, nin = self.resnet(depth, base, 4)
+        mods += [LuaObject('cudnn.SpatialAveragePooling', dict(kW=7, kH=7, dW=1, dH=1)),
+                 LuaObject('nn.View', {'size': {1: nin}}), self.linear(nin, classes)]
+        return seq(*mods)
+
+    def trunk(self, depth, base, fsz, reduce, embed):
+        """fb.resnet.torch ImageNet ResNet (layer4 / pool / fc removed) + DeepMask's extras."""
+        mods, nin = self.resnet(depth, base, 3)
         mods += [LuaObject('nn.SpatialZeroPadding', dict(pad_l=-1, pad_r=-1, pad_t=-1,
                                                          pad_b=-1)),
                  self.conv(nin, reduce, 1), relu(),
@@ -192,6 +214,10 @@ def run(m, x, inference=True):
     if c == 'cudnn.SpatialConvolution':
         bias = _t(f['bias']) if 'bias' in f else None
         return F.conv2d(x, _t(f['weight']), bias, (f['dH'], f['dW']), (f['padH'], f['padW']))
+    if c == 'nn.SpatialBatchNormalization':
+        scale = _t(f['weight']) / (_t(f['running_var']) + f['eps']).sqrt()
+        shift = _t(f['bias']) - _t(f['running_mean']) * scale
+        return x * scale.view(1, -1, 1, 1) + shift.view(1, -1, 1, 1)
     if c == 'inn.ConstAffine':
         return x * _t(f['a']).view(1, -1, 1, 1) + _t(f['b']).view(1, -1, 1, 1)
     if c == 'nn.SpatialMaxPooling':
@@ -335,3 +361,30 @@ def torch7_state_dict_of(lua, tmp_path):
     path = tmp_path / 'm.t7'
     path.write_bytes(write_t7({'model': lua}))
     return torch7_state_dict(path)
+
+
+def test_fb_resnet_imagenet_t7_as_trunk_init(tmp_path):
+    """fb.resnet.torch's ImageNet ResNet (``resnet-50.t7``, the release's trunk init: batch
+    norms, zero padding, layer4 and fc) -> torchvision names: conv1 .. layer3 load strictly
+    into insplug's DeepMask trunk (zero padding, trainable BN in eval mode) and run as the Lua
+    modules 1..7; layer4 / fc keep torchvision's names and shapes."""
+    from insplug.core.deepmask.trunk import DeepMaskResNetTrunk
+    lua = _Tree(6, release=False).imagenet_resnet(depth=18, base=8)
+    path = tmp_path / 'resnet-18.t7'
+    path.write_bytes(write_t7(lua))
+    sd = convert_checkpoint('fb_resnet', str(path))
+    trunk = DeepMaskResNetTrunk(depth=18, base_channels=8, norm='bn', padding='zeros')
+    own = trunk.state_dict()
+    assert {k for k in sd if k not in own} == {k for k in sd if k.startswith(('layer4.', 'fc.'))}
+    assert sd['fc.weight'].shape == (10, 64) and sd['layer4.0.downsample.0.weight'].shape == (
+        64, 32, 1, 1)
+    trunk.load_state_dict({k: v for k, v in sd.items() if k in own}, strict=True)
+    trunk.double().eval()
+    x = _windows(7, n=2, size=64)
+    h = x
+    for child in _children(lua)[:7]:
+        h = run(child, h)
+    with torch.no_grad():
+        _assert_close(trunk(x)[3], h, 'layer3')
+    with pytest.raises(ConversionError, match='not a fb_resnet checkpoint'):
+        convert_state_dict('fb_resnet', torch7_state_dict_of(_Tree(0).deepmask(), tmp_path))
