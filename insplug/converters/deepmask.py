@@ -33,6 +33,15 @@ trunk convolution's bias (fb.resnet.torch kept zero biases before cuDNN 4) is fo
 affine after it (``b + a c``). A plain batch norm (``running_mean/var``, e.g. a trunk that was
 not made fixed) is kept (``running_std`` of old files: ``var = std^-2 - eps``, nn's
 ``BatchNormalization:read``). Linear weights are reshaped to the convolutions insplug runs.
+
+A second converter, ``fb_resnet``, maps fb.resnet.torch's ImageNet ResNet ``.t7`` (the release's
+trunk initialisation ``pretrained/resnet-50.t7``) to torchvision's names, for
+``trunk_pretrained``.
+
+Sources read: facebookresearch/deepmask 280a716 (``DeepMask.lua``, ``SharpMask.lua``,
+``modelUtils.lua``, ``Trainer*.lua``, ``train.lua``), facebook/fb.resnet.torch 985e569
+(``models/resnet.lua``), szagoruyko/imagine-nn 6fed930 (``utils.lua``, ``ConstAffine.lua``),
+torch/nn 8726825 (``Module.lua``, ``BatchNormalization.lua``).
 """
 import re
 from collections import OrderedDict

@@ -3,8 +3,9 @@
 Lua Torch wrote models with ``torch.save(file, object)`` (``binary`` mode by default). The format
 is defined by torch/torch7 ``File.lua`` (``File:writeObject`` / ``File:readObject``; commit
 814ea4a), ``generic/Tensor.c`` (``torch_Tensor_(write/read)``), ``generic/Storage.c``
-(``torch_Storage_(write/read)``) and, for CUDA types, torch/cutorch ``generic/CStorage.c`` (the
-device data is copied to the host and written as the same element type). Every object starts
+(``torch_Storage_(write/read)``), ``lib/TH/THDiskFile.c`` (``longSize``) and, for CUDA types,
+torch/cutorch ``generic/CStorage.c`` (commit 5e9d86c: the device data is copied to the host and
+written as the same element type). Every object starts
 with a 4-byte type tag:
 
 =====  ===========================================================================
