@@ -7,7 +7,11 @@ module, its ``res3`` as the one output level) and the head weights load strictly
 ``head.*`` keys); with the same RNG seeds (pyramid scale, window sampling) the same batch gives
 the same losses and the same proposals (scores, boxes, 0 differing mask pixels). What is
 compared is everything the adapters add: normalisation, ground truth conversion, the loss and
-the proposal wiring. (No official code was released: see tests/core/test_instancefcn_core.py.)
+the proposal wiring. The classified mode ("segments, then classified":
+``instancefcn_cls_r18_shapes.py`` / ``.yaml``) is compared the same way, the segment
+classifier's weights loaded strictly too: the same three losses (objectness, segment,
+``loss_seg_cls``) and the same class-aware instances (labels, scores, boxes, masks). (No
+official code was released: see tests/core/test_instancefcn_core.py.)
 """
 import random
 
@@ -26,6 +30,13 @@ from insplug.detectron2.instancefcn import InstanceFCN  # noqa: E402
 from test_d2_polarmask import mmdet_model, mmdet_samples  # noqa: E402
 
 SHAPES = 'instancefcn_r18_shapes.yaml'
+MODES = {
+    'proposals': (SHAPES, 'configs/instancefcn/instancefcn_r18_shapes.py',
+                  {'loss_objectness', 'loss_segment'}),
+    'classified': ('instancefcn_cls_r18_shapes.yaml',
+                   'configs/instancefcn/instancefcn_cls_r18_shapes.py',
+                   {'loss_objectness', 'loss_segment', 'loss_seg_cls'}),
+}
 
 
 class _Res3(nn.Module):
@@ -41,16 +52,26 @@ def test_registered_name():
     assert META_ARCH_REGISTRY.get('InstanceFCN') is InstanceFCN
 
 
-def test_agreement_with_mmdet(d2_shapes):
+@pytest.mark.parametrize('mode', sorted(MODES))
+def test_agreement_with_mmdet(d2_shapes, mode):
     pytest.importorskip('mmdet')
-    cfg = d2_cfg(SHAPES, d2_shapes)
+    yaml, mm_config, loss_keys = MODES[mode]
+    cfg = d2_cfg(yaml, d2_shapes)
     torch.manual_seed(0)
-    mm = mmdet_model('configs/instancefcn/instancefcn_r18_shapes.py')
+    mm = mmdet_model(mm_config)
     d2 = build_model(cfg)
     assert d2.stride == 8 and mm.stride == 8
     mm.backbone = _Res3(d2.backbone)
     missing, unexpected = mm.head.load_state_dict(d2.head.state_dict(), strict=True)
     assert not missing and not unexpected
+    if mode == 'classified':
+        assert d2.classifier is not None and mm.classifier is not None
+        assert d2.cls_train_opts == mm.cls_train_cfg and d2.cls_test_opts == mm.cls_test_cfg
+        missing, unexpected = mm.classifier.load_state_dict(d2.classifier.state_dict(),
+                                                            strict=True)
+        assert not missing and not unexpected
+    else:
+        assert d2.classifier is None and mm.classifier is None
     batch = first_batch(cfg, train=True, batch_size=2)
     for item in batch:
         item['height'], item['width'] = item['image'].shape[-2:]
@@ -65,7 +86,7 @@ def test_agreement_with_mmdet(d2_shapes):
         random.seed(seed)
         torch.manual_seed(seed)
         l_mm = mm.loss(images.tensor, mmdet_samples(batch, pad))
-        assert set(l_d2) == set(l_mm) == {'loss_objectness', 'loss_segment'}
+        assert set(l_d2) == set(l_mm) == loss_keys
         for k in l_mm:
             assert abs(float(l_d2[k]) - float(l_mm[k])) <= 1e-6 * max(1.0, abs(float(l_mm[k]))), k
     d2.eval()

@@ -17,7 +17,13 @@ the dense multi-scale assembling, pasting and NMS, the classifier's targets, sam
 softmax loss, the box and masked pathways -- must fit data.
 
 Measured with OMP_NUM_THREADS=2 (same data, options and config; pyramid 2^-1.5 .. 2^0.5):
-  MEASURED
+  untrained (2 iterations at lr 1e-7): class-aware segm mAP50 0.000, agnostic 0.000
+  seed 0: loss (mean of first / last 8 iterations) 2.836 -> 0.730, class-aware segm mAP50
+          0.162 (mAP 0.049), agnostic segm mAP50 0.057 (mAP 0.010)
+  seed 1: loss 2.838 -> 0.813, class-aware segm mAP50 0.058 (mAP 0.009), agnostic 0.083
+          (mAP 0.017)
+  (the proposals-only demo, instancefcn_r18_shapes.py, trained alone reached agnostic 0.100 /
+  0.145: the classifier's loss also trains the shared trunk)
 """
 import os.path as osp
 
@@ -30,8 +36,9 @@ CONFIG = osp.join(osp.dirname(__file__), '..', '..', 'configs', 'instancefcn',
                   'instancefcn_cls_r18_shapes.py')
 ITERS = 60
 LR = 0.05
-CLS_SEGM_AP50_FLOOR = 0.0
-AGNOSTIC_SEGM_AP50_FLOOR = 0.0
+# ~1/3 of the lowest measured values (0.058 class-aware, 0.057 agnostic); untrained: 0.000
+CLS_SEGM_AP50_FLOOR = 0.019
+AGNOSTIC_SEGM_AP50_FLOOR = 0.019
 SEED = 0
 
 
@@ -63,6 +70,7 @@ def instancefcn_run(demo_data, tmp_path_factory):
 def test_instancefcn_loss_falls(instancefcn_run):
     losses = instancefcn_run['losses']
     assert len(losses) == ITERS
+    # measured ratio 0.26 / 0.29 (seeds 0 / 1)
     assert mean(losses[-8:]) < 0.6 * mean(losses[:8]), losses
 
 

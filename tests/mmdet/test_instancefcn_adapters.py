@@ -88,3 +88,54 @@ def test_demo_config_loss_and_predict():
     pred = out[0].pred_instances
     assert torch.equal(pred.masks, masks) and torch.equal(pred.scores, scores)
     assert torch.equal(pred.bboxes, boxes) and (pred.labels == 0).all()
+
+
+def test_classified_full_config():
+    """The VOC instance-segmentation config: MNC's stage-3 classifier (hand-counted: 1x1
+    reduction 2048 -> 512, fc6 / fc6_mask 512*7*7 -> 4096, fc7 / fc7_mask 4096 -> 4096,
+    seg_cls_score 8192 -> 21), the paper's N = 300 proposals, two-step training."""
+    with torch.device('meta'):  # ~0.24 G parameters: shapes only
+        model, cfg = build('instancefcn_cls_r50_d8_voc.py')
+    clf = model.classifier
+    assert clf.num_classes == 20 and clf.seg_cls_score.out_features == 21
+    n = sum(p.numel() for p in clf.parameters())
+    fc6 = 512 * 7 * 7 * 4096 + 4096
+    fc7 = 4096 * 4096 + 4096
+    assert n == (2048 * 512 + 512) + 2 * (fc6 + fc7) + (8192 * 21 + 21)
+    assert model.cls_train_cfg['num_proposals'] == 300 and model.cls_train_cfg['detach_features']
+    assert model.cls_test_cfg['num_proposals'] == 300 and model.cls_test_cfg['nms_iou'] == 0.3
+    assert model.cls_train_cfg['rois_per_img'] == 64
+
+
+def test_classified_demo_loss_and_predict():
+    torch.manual_seed(0)
+    model, _ = build('instancefcn_cls_r18_shapes.py')
+    x = torch.randn(2, 3, 96, 96)
+    samples = [_sample(96, 96), _sample(96, 96)]
+    for s in samples:
+        s.gt_instances.labels = torch.tensor([2, 4])
+    model.ifcn_train_cfg['scales'] = (1.0,)
+    model.train()
+    losses = model.loss(x, samples)
+    assert set(losses) == {'loss_objectness', 'loss_segment', 'loss_seg_cls'}
+    # the ground truth is among the candidates: both objects' classes are targets; an untrained
+    # classifier is near uniform over K + 1 = 6 classes
+    assert abs(float(losses['loss_seg_cls']) - torch.log(torch.tensor(6.0))) < 0.05
+    sum(losses.values()).backward()
+    assert model.classifier.fc6_mask.weight.grad.abs().sum() > 0
+    assert model.backbone.conv1.weight.grad.abs().sum() > 0
+    # the second training step: only the classifier's loss, the trunk gets no gradient
+    model.zero_grad()
+    model.cls_train_cfg['detach_features'] = True
+    losses = model.loss(x, samples)
+    assert set(losses) == {'loss_seg_cls'}
+    losses['loss_seg_cls'].backward()
+    assert model.backbone.conv1.weight.grad is None and model.head.inst_out.weight.grad is None
+    assert model.classifier.seg_cls_score.weight.grad.abs().sum() > 0
+    model.eval()
+    with torch.no_grad():
+        out = model.predict(x, samples)
+    pred = out[0].pred_instances
+    assert len(pred) > 0 and pred.masks.shape[-2:] == (96, 96)
+    assert ((pred.labels >= 0) & (pred.labels < 5)).all()
+    assert (pred.scores[:-1] >= pred.scores[1:]).all()
