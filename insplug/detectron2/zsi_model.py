@@ -15,7 +15,9 @@ unseen classes; R RoIs; M the mask side (28).
   cross-entropy on it is the pair's softmax cross-entropy, so the ranking, the proposals and the
   loss are the release's. The RPN losses are normalised by the number of sampled anchors (the
   release's and mmdet's ``avg_factor``), not detectron2's ``BATCH_SIZE_PER_IMAGE x B``; the two
-  agree whenever an image has enough anchors to fill its sample;
+  agree whenever an image has enough anchors to fill its sample. A ground truth's best anchors
+  become positive only at IoU >= ``RPN_MIN_POS_IOU`` (the release's 0.3;
+  :class:`MinIoULowQualityMatcher`);
 * ``ZSIROIHeads`` (ROI_HEADS): ``StandardROIHeads`` whose box predictor is
   :class:`ZSISemanticOutputLayers` (the release's ``SharedFCSemanticBBoxHead`` after the stock
   ``FastRCNNConvFCHead``: word-space projection ``fc_semantic``, semantic classifier
@@ -48,6 +50,7 @@ from detectron2.layers import ShapeSpec
 from detectron2.modeling import (META_ARCH_REGISTRY, PROPOSAL_GENERATOR_REGISTRY,
                                  ROI_HEADS_REGISTRY, ROI_MASK_HEAD_REGISTRY, GeneralizedRCNN,
                                  StandardROIHeads)
+from detectron2.modeling.matcher import Matcher
 from detectron2.modeling.proposal_generator.rpn import RPN
 from detectron2.modeling.roi_heads.fast_rcnn import (FastRCNNOutputLayers,
                                                      fast_rcnn_inference_single_image)
@@ -88,6 +91,8 @@ def _zsi_node():
     node.BBOX_WITH_DECODER = False  # needs the vocabulary
     node.LOSS_ED_WEIGHT = signature_defaults(encoder_decoder_loss)['weight']
     node.GZSI_SCORE_THRESH = 0.05   # the release's GZSI score threshold
+    # the RPN's low-quality matches need this IoU (the release's min_pos_iou; detectron2: 0)
+    node.RPN_MIN_POS_IOU = 0.3
     node.MASK_NUM_CONVS = mask['num_convs']
     node.MASK_CONV_DIM = mask['conv_out_channels']
     node.MASK_WITH_DECODER = mask['with_decoder']
@@ -111,6 +116,20 @@ def _check_mode(mode):
 
 
 # ----------------------------------------------------------------------------- RPN
+class MinIoULowQualityMatcher(Matcher):
+    """detectron2's ``Matcher`` whose low-quality matches (each ground truth's best anchors)
+    need an IoU of at least ``min_pos_iou``, as the release's (mmdet) ``MaxIoUAssigner``
+    (``min_pos_iou=0.3`` for the RPN); detectron2's makes them at any IoU."""
+
+    def __init__(self, *args, min_pos_iou=0.3, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.min_pos_iou = min_pos_iou
+
+    def set_low_quality_matches_(self, match_labels, match_quality_matrix):
+        keep = match_quality_matrix.max(dim=1).values >= self.min_pos_iou
+        super().set_low_quality_matches_(match_labels, match_quality_matrix[keep])
+
+
 class ZSIRPNHead(nn.Module):
     """The release's background-aware RPN head (keys as the mmdet adapter's ``rpn_head``).
 
@@ -169,6 +188,9 @@ class ZSIBackgroundAwareRPN(RPN):
             raise ValueError('the background-aware RPN has one 3x3 conv: MODEL.RPN.CONV_DIMS '
                              'takes one width (-1: the input width)')
         bg = load_vectors(vector_spec(cfg.MODEL.INSPLUG.ZSI.CLASS_VECTORS))[:, 0].clone()
+        ret['anchor_matcher'] = MinIoULowQualityMatcher(
+            cfg.MODEL.RPN.IOU_THRESHOLDS, cfg.MODEL.RPN.IOU_LABELS, allow_low_quality_matches=True,
+            min_pos_iou=cfg.MODEL.INSPLUG.ZSI.RPN_MIN_POS_IOU)
         ret['head'] = ZSIRPNHead(channels.pop(), num_anchors.pop(), bg, dims[0],
                                  ret['anchor_generator'].box_dim)
         return ret

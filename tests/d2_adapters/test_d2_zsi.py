@@ -61,6 +61,7 @@ def test_registered_and_yaml_keys(d2_shapes, seen_split):
     heads = model.roi_heads
     assert heads.box_predictor.mode == heads.mask_head.mode == 'gzsi'
     assert heads.label_map == GZSI_LABEL_MAP
+    assert model.proposal_generator.anchor_matcher.min_pos_iou == 0.3
     assert model.bbox_sync_bg and not model.mask_sync_bg
     assert torch.equal(heads.box_predictor.class_vectors, shapes_demo_vectors())
     assert len(heads.mask_head.semantic.convs) == 2
@@ -70,6 +71,25 @@ def test_registered_and_yaml_keys(d2_shapes, seen_split):
     assert torch.equal(w[0::2, :, 0, 0], shapes_demo_vectors()[:, 0].expand(3, -1))
     with pytest.raises(ValueError, match='MODE'):
         build_model(zsi_cfg(d2_shapes, seen_split, 'MODEL.INSPLUG.ZSI.MODE', 'unseen'))
+
+
+def test_rpn_low_quality_matches_need_the_release_min_iou():
+    """Hand-worked: ground truth 0's best anchor has IoU 0.2 (< 0.3: stays negative, as the
+    release's MaxIoUAssigner), ground truth 1's best has 0.4 (positive by the low-quality rule);
+    detectron2's stock matcher would make both positive."""
+    from detectron2.modeling.matcher import Matcher
+
+    from insplug.detectron2.zsi_model import MinIoULowQualityMatcher
+    iou = torch.tensor([[0.2, 0.1, 0.0, 0.0],
+                        [0.0, 0.0, 0.4, 0.8]])
+    iou_low = torch.tensor([[0.2, 0.1, 0.0, 0.0],
+                            [0.0, 0.0, 0.4, 0.1]])
+    ours = MinIoULowQualityMatcher([0.3, 0.7], [0, -1, 1], allow_low_quality_matches=True)
+    stock = Matcher([0.3, 0.7], [0, -1, 1], allow_low_quality_matches=True)
+    assert ours(iou)[1].tolist() == [0, 0, -1, 1]
+    assert ours(iou_low)[1].tolist() == [0, 0, 1, 0]
+    assert stock(iou_low)[1].tolist() == [1, 0, 1, 0]
+    assert ours(torch.zeros(0, 4))[1].tolist() == [0, 0, 0, 0]
 
 
 def test_train_step_and_synchronized_background(d2_shapes, seen_split):
