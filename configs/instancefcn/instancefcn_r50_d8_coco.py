@@ -52,14 +52,14 @@ test_dataloader = val_dataloader
 val_evaluator = dict(metric=['proposal'], proposal_nums=(10, 100, 1000))
 test_evaluator = val_evaluator
 
-# SGD lr 1e-3, momentum 0.9, wd 5e-4 (the paper's Fast R-CNN-style schedule, one image per
-# GPU, 8 GPUs)
-train_cfg = dict(type='IterBasedTrainLoop', max_iters=320000, val_interval=40000)
+# SGD lr 1e-3 for 32k iterations then 1e-4 for 8k, momentum 0.9, wd 5e-4, one image per GPU,
+# 8 GPUs (the paper's schedule: 40k iterations of 8 images)
+train_cfg = dict(type='IterBasedTrainLoop', max_iters=40000, val_interval=10000)
 val_cfg = dict(type='ValLoop')
 test_cfg = dict(type='TestLoop')
 optim_wrapper = dict(type='OptimWrapper',
                      optimizer=dict(type='SGD', lr=1e-3, momentum=0.9, weight_decay=5e-4))
-param_scheduler = [dict(type='MultiStepLR', by_epoch=False, milestones=[240000], gamma=0.1)]
-default_hooks = dict(checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=40000))
+param_scheduler = [dict(type='MultiStepLR', by_epoch=False, milestones=[32000], gamma=0.1)]
+default_hooks = dict(checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=10000))
 log_processor = dict(by_epoch=False)
 auto_scale_lr = dict(enable=False, base_batch_size=8)
