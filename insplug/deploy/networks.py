@@ -220,3 +220,82 @@ def postprocess(model, outputs: Sequence, shape: Tuple[int, int],
         return dict(masks=inst.masks, scores=inst.scores, labels=inst.labels)
     raise NotImplementedError(NETWORK_ONLY_REASONS.get(
         name, f'{name}: no post-processing on network outputs here (use the head\'s own)'))
+
+
+# --------------------------------------------------------------------------- full (traced pipeline)
+# methods whose network + :func:`postprocess` trace into a faithful graph: every op exportable,
+# and every tracer warning reviewed: recurrent attention's 7 are fixed shapes (the batch of 1,
+# the input / step-count checks) and constants (the preprocessor's mean / std); the kept steps
+# are a boolean index (ONNX NonZero), not a Python value. ``mode='full'`` tries the others too:
+# the exporter names the blocking op, and a trace with any tracer warning is refused
+FULL_PIPELINE = {'RecurrentAttentionSegmentor'}
+# models :func:`postprocess` handles
+POSTPROCESSED = {'DeepMask', 'InstanceFCN', 'BoxCaseg', 'RSISSegmentor', 'RISSegmentor',
+                 'RecurrentAttentionSegmentor', 'RecurrentPixelEmbeddingSegmentor',
+                 'MetricSeedinessSegmentor'}
+
+
+class PipelineFull(nn.Module):
+    """Pre-processing, the network-mode graph and :func:`postprocess`, traced as one graph for
+    one (1, 3, H, W) BGR 0..255 image.
+
+    Outputs (in this order): ``masks`` (n, H, W) bool, ``scores`` (n,), ``labels`` (n,) int64
+    (n is data-dependent: the kept detections, as ``predict``), then the raw network outputs,
+    for checking.
+    """
+
+    def __init__(self, model, shape: Tuple[int, int]):
+        super().__init__()
+        from .onnx_export import NetworkOnly, Preprocess, preprocess_params
+        if type(model).__name__ == 'BoxCaseg':
+            raise ValueError('BoxCaseg takes boxes: network mode only')
+        self.model = model
+        self.shape = tuple(shape)
+        self.preprocess = Preprocess(preprocess_params(model), shape)
+        self.network = (network_wrapper_class(model) or NetworkOnly)(model, shape)
+
+    output_names = ['masks', 'scores', 'labels']  # the raw outputs follow, unnamed
+    mask_thr = 0.5  # unused (the masks are compared exactly)
+
+    def raw(self, image: Tensor) -> List[Tensor]:
+        from .onnx_export import flatten_outputs
+        return flatten_outputs(self.network(self.preprocess(image)))
+
+    def forward(self, image: Tensor):
+        raw = self.raw(image)
+        dets = postprocess(self.model, raw, self.shape)
+        return (dets['masks'], dets['scores'], dets['labels']) + tuple(raw)
+
+    def reference(self, image: Tensor):
+        """The model's own ``predict`` on the same pre-processed image (``pred_instances``)."""
+        from mmdet.structures import DetDataSample
+        pad = self.preprocess.pad_shape
+        sample = DetDataSample(metainfo=dict(img_shape=self.shape, ori_shape=self.shape,
+                                             pad_shape=pad, batch_input_shape=pad,
+                                             scale_factor=(1.0, 1.0)))
+        with torch.no_grad():
+            return self.model.predict(self.preprocess(image), [sample], rescale=True)[0] \
+                .pred_instances
+
+
+def compare_pipeline(torch_raw: Sequence[Tensor], onnx_outs: Sequence[np.ndarray], reference,
+                     atol: float = 1e-4) -> dict:
+    """onnxruntime's :class:`PipelineFull` outputs against PyTorch's raw network outputs
+    (within ``atol``) and the model's ``predict`` (same number of detections, labels, scores
+    within ``atol``, 0 differing mask pixels)."""
+    raw = onnx_outs[3:]
+    report = dict(max_abs_outputs=[
+        float(np.abs(t.numpy().astype(np.float64) - o).max()) if o.size else 0.0
+        for t, o in zip(torch_raw, raw)])
+    masks, scores, labels = onnx_outs[:3]
+    ref = {k: getattr(reference, k).numpy() for k in ('scores', 'labels', 'masks')}
+    report.update(kept_reference=int(len(ref['scores'])), kept_onnx=int(len(scores)))
+    report['same_kept'] = bool(len(raw) == len(torch_raw) and len(scores) == len(ref['scores'])
+                               and (labels == ref['labels']).all())
+    if report['same_kept'] and len(scores):
+        report['max_abs_scores'] = float(np.abs(scores - ref['scores']).max())
+        report['mask_pixels_differing'] = int((masks != ref['masks']).sum())
+    report['ok'] = bool(report['same_kept'] and max(report['max_abs_outputs'], default=0) <= atol
+                        and report.get('max_abs_scores', 0.0) <= atol
+                        and report.get('mask_pixels_differing', 0) == 0)
+    return report

@@ -233,12 +233,17 @@ FULL_WRAPPERS = {'SparseInst': SparseInstFull}
 
 
 def full_wrapper_class(model):
-    """The full-model wrapper of ``model``: by class name (:data:`FULL_WRAPPERS`), else the
-    traceable two-stage wrapper for RPN + RoI-head models it reproduces, else None."""
+    """The full-model wrapper of ``model``: by class name (:data:`FULL_WRAPPERS`), the traced
+    pipeline (:class:`insplug.deploy.networks.PipelineFull`) for the methods of
+    ``networks.FULL_PIPELINE``, else the traceable two-stage wrapper for RPN + RoI-head models
+    it reproduces, else None."""
+    from .networks import FULL_PIPELINE, PipelineFull
     from .two_stage import TwoStageFull, supports_two_stage
     name = type(model).__name__
     if name in FULL_WRAPPERS:
         return FULL_WRAPPERS[name]
+    if name in FULL_PIPELINE:
+        return PipelineFull
     return TwoStageFull if supports_two_stage(model) else None
 
 
@@ -338,14 +343,16 @@ def _unsupported_op(error: Exception) -> str:
 
 def _torch_export(wrapper: nn.Module, example, path: str, input_name,
                   output_names: Optional[List[str]], opset: int, dynamic_axes=None):
+    """Returns the tracer's warnings (a tensor converted to a Python value, etc.)."""
     import warnings
     examples = tuple(example) if isinstance(example, (tuple, list)) else (example,)
     names = list(input_name) if isinstance(input_name, (tuple, list)) else [input_name]
-    with warnings.catch_warnings():
-        warnings.simplefilter('ignore')
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter('always')
         torch.onnx.export(wrapper, examples, path, input_names=names,
                           output_names=output_names, opset_version=opset, dynamo=False,
                           do_constant_folding=True, dynamic_axes=dynamic_axes)
+    return [w for w in caught if issubclass(w.category, torch.jit.TracerWarning)]
 
 
 def run_onnxruntime(path: str, inputs: Dict[str, np.ndarray]) -> List[np.ndarray]:
@@ -432,6 +439,10 @@ def export_onnx(model, shape: Tuple[int, int], out: str, mode: str = 'auto', ops
     if mode == 'auto':
         mode = 'full' if full_class is not None else 'network'
     if mode == 'full' and full_class is None:
+        from .networks import POSTPROCESSED, PipelineFull
+        if name in POSTPROCESSED and name != 'BoxCaseg':
+            full_class = PipelineFull  # an attempt: the exporter / the checks decide
+    if mode == 'full' and full_class is None:
         raise OnnxExportError(f'no full-model export for {name} (available: '
                               f'{sorted(FULL_WRAPPERS)} and RPN + StandardRoIHead/RefineRoIHead '
                               'two-stage models); use mode="network"')
@@ -460,7 +471,8 @@ def export_onnx(model, shape: Tuple[int, int], out: str, mode: str = 'auto', ops
     os.makedirs(osp.dirname(osp.abspath(out)), exist_ok=True)
     try:
         with torch.no_grad():
-            _torch_export(wrapper, example, out, input_name, output_names, opset, dynamic_axes)
+            tracer_warnings = _torch_export(wrapper, example, out, input_name, output_names,
+                                            opset, dynamic_axes)
     except Exception as error:  # the exporter names the op it cannot convert
         if osp.exists(out):
             os.remove(out)
@@ -468,6 +480,18 @@ def export_onnx(model, shape: Tuple[int, int], out: str, mode: str = 'auto', ops
             from error
     report = dict(method=name, mode=mode, path=out, input=input_name, shape=list(shape),
                   adaptive_pools_replaced=replaced)
+    from .networks import FULL_PIPELINE, PipelineFull
+    if isinstance(wrapper, PipelineFull):
+        report['tracer_warnings'] = len(tracer_warnings)
+    if isinstance(wrapper, PipelineFull) and name not in FULL_PIPELINE and tracer_warnings:
+        # a tensor read as a Python value may freeze a data-dependent choice of the tracing image
+        first = tracer_warnings[0]
+        os.remove(out)
+        raise OnnxExportError(
+            f'{name} (full): blocked: the trace converted a tensor to a Python value '
+            f'({len(tracer_warnings)} tracer warnings; first at '
+            f'{osp.relpath(first.filename)}:{first.lineno}: {str(first.message)[:120]}); '
+            'use mode="network"')
     try:
         # verify on an image other than the tracing one
         if mode == 'full':
@@ -477,7 +501,13 @@ def export_onnx(model, shape: Tuple[int, int], out: str, mode: str = 'auto', ops
             with torch.no_grad():
                 torch_outs = wrapper(image)
             wrapper.return_probs = False
-            if hasattr(wrapper, 'reference'):  # two-stage: against mmdet's own predict too
+            if isinstance(wrapper, PipelineFull):  # against the model's own predict
+                from .networks import compare_pipeline
+                with torch.no_grad():
+                    torch_raw = wrapper.raw(image)
+                report.update(compare_pipeline(torch_raw, onnx_outs, wrapper.reference(image),
+                                               atol))
+            elif hasattr(wrapper, 'reference'):  # two-stage: against mmdet's own predict too
                 from .two_stage import compare_two_stage
                 report.update(compare_two_stage(torch_outs, onnx_outs, wrapper.reference(image),
                                                 wrapper.mask_thr, atol))

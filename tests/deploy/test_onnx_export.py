@@ -234,7 +234,6 @@ NETWORK_METHODS = {
     'instancefcn': 'configs/instancefcn/instancefcn_r18_shapes.py',
     'rsis': 'configs/demo/rsis_r18_shapes.py',
     'ris': 'configs/demo/ris_r18_shapes.py',
-    'recurrent_attention': 'configs/demo/recurrent_attention_shapes.py',
     'recurrent_embedding': 'configs/demo/recurrent_embedding_erfnet_shapes.py',
     'metric_seediness': 'configs/demo/metric_seediness_erfnet_shapes.py',
     'boxcaseg': 'configs/boxcaseg/boxcaseg_hrnet_tiny_shapes.py',
@@ -257,18 +256,29 @@ def _predict_with_boxes(model, image, boxes=None):
         return model.predict(data['inputs'], data['data_samples'])[0].pred_instances
 
 
+# CI time: fewer pyramid scales / proposals / recurrent steps than the demo configs (the graph
+# and the post-processing are the same code for any number)
+NETWORK_CFG_OPTIONS = {
+    'deepmask': {'model.test_cfg.smin': -0.5, 'model.test_cfg.smax': 0.0,
+                 'model.test_cfg.num_proposals': 20},
+    'sharpmask': {'model.test_cfg.smin': -0.5, 'model.test_cfg.smax': 0.0,
+                  'model.test_cfg.num_proposals': 20},
+    'instancefcn': {'model.test_cfg.scales': (2 ** -0.5, 1.0), 'model.test_cfg.pre_nms': 30},
+    # keep every step (a random network's stop / step scores are ~0.5)
+    'rsis': {'model.head.max_steps': 4, 'model.head.test_cfg.stop_thr': 0.0},
+    'ris': {'model.head.test_cfg.max_steps': 4},
+}
+
+
 @pytest.mark.parametrize('method', sorted(NETWORK_METHODS))
 def test_network_export_postprocess_matches_predict(tmp_path, method):
     from insplug.deploy import networks
-    model = ox.build_model(osp.join(REPO, NETWORK_METHODS[method]), seed=0)
-    if method == 'rsis':  # keep every step (a random network's stop scores are ~0.5)
-        model.head.test_cfg['stop_thr'] = 0.0
-    if method == 'recurrent_attention':
-        model.test_cfg['score_thr'] = 0.0
+    model = ox.build_model(osp.join(REPO, NETWORK_METHODS[method]),
+                           cfg_options=NETWORK_CFG_OPTIONS.get(method), seed=0)
     shape = (64, 64)
     path = str(tmp_path / f'{method}.onnx')
     report = ox.export_onnx(model, shape, path, mode='auto')
-    assert report['mode'] == 'network' and report['ok'], report
+    assert report['mode'] == 'network' and report['ok'], report  # no full mode for these
     assert max(report['max_abs_outputs']) <= 1e-4
     print(method, 'max abs', max(report['max_abs_outputs']))
     wrapper = (networks.network_wrapper_class(model) or ox.NetworkOnly)(model, shape)
@@ -315,4 +325,49 @@ def test_untraceable_two_stage_export_is_refused(tmp_path, config, name):
     path = tmp_path / 'two_stage.onnx'
     with pytest.raises(ox.OnnxExportError, match=f'{name} .*blocked: two-stage'):
         ox.export_onnx(model, (64, 64), str(path))
+    assert not path.exists()
+
+
+def test_recurrent_attention_full_export_matches_predict(tmp_path):
+    """Recurrent attention, pre-processing to kept instances in one graph (the network and
+    ``instances_from_steps`` traced; the kept steps are a boolean index): with a score threshold
+    between the steps' scores, onnxruntime keeps the same steps as ``predict`` (masks, scores,
+    labels) on images other than the tracing one, and the count varies with the image."""
+    from insplug.deploy.networks import PipelineFull, compare_pipeline
+    model = ox.build_model(osp.join(REPO, 'configs/demo/recurrent_attention_shapes.py'),
+                           cfg_options={'model.net.timespan': 4}, seed=0)
+    shape = (64, 64)
+    wrapper = PipelineFull(model, shape).eval()
+    with torch.no_grad():
+        scores = torch.cat([wrapper.raw(ox.random_image(shape, s))[1].flatten()
+                            for s in (1, 2, 3)]).sort().values
+    # the widest gap in the middle half of the steps' scores: no tie at the threshold
+    n = len(scores)
+    gaps = scores[n // 4 + 1:3 * n // 4 + 1] - scores[n // 4:3 * n // 4]
+    half = n // 4 + 1 + int(gaps.argmax())
+    model.test_cfg['score_thr'] = float(scores[half - 1] + scores[half]) / 2
+    path = str(tmp_path / 'recurrent_attention.onnx')
+    report = ox.export_onnx(model, shape, path, mode='auto')
+    assert report['mode'] == 'full' and report['ok'], report
+    assert max(report['max_abs_outputs']) <= 1e-4
+    kept = []
+    for seed in (2, 3):
+        image = ox.random_image(shape, seed)
+        onnx_outs = ox.run_onnxruntime(path, {'image': image.numpy()})
+        with torch.no_grad():
+            result = compare_pipeline(wrapper.raw(image), onnx_outs, wrapper.reference(image))
+        assert result['ok'] and result.get('mask_pixels_differing', 0) == 0, result
+        kept.append(result['kept_onnx'])
+    kept.append(report['kept_onnx'])  # image seed 1
+    assert len(set(kept)) > 1, kept  # the number kept follows the image: not frozen
+
+
+def test_full_mode_names_the_blocking_op(tmp_path):
+    """``mode='full'`` on a method whose pipeline does not trace names the op (RIS: cumprod in
+    the stop rule) and writes nothing; ``auto`` gives its network."""
+    model = ox.build_model(osp.join(REPO, 'configs/demo/ris_r18_shapes.py'),
+                           cfg_options={'model.head.test_cfg.max_steps': 3}, seed=0)
+    path = tmp_path / 'ris.onnx'
+    with pytest.raises(ox.OnnxExportError, match='cumprod'):
+        ox.export_onnx(model, (64, 64), str(path), mode='full')
     assert not path.exists()
