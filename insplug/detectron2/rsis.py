@@ -13,7 +13,8 @@ Both wire the framework-free pipelines of :mod:`insplug.core.rsis.pipeline` /
   stem's ReLU output before max-pooling (stride 2), as the release's ``x1``.
 * The RSIS schedule (curriculum, loss switches) is the meta-architecture's attributes
   ``train_steps_limit``, ``use_class_loss``, ``use_stop_loss`` (detectron2 has no hook for it
-  here: set them from a training loop).
+  here: set them from a training loop). Likewise RIS's curriculum is ``InsplugRIS``'s
+  ``train_steps_limit`` (mmdet: ``RISCurriculumHook``).
 
 yacs::
 
@@ -268,6 +269,7 @@ class InsplugRIS(_Base):
         self.backbone, self.net, self.in_feature = backbone, net, in_feature
         self.num_classes = net.num_classes
         self.seq_length, self.lam, self.class_weight = seq_length, lam, class_weight
+        self.train_steps_limit = None  # the curriculum's limit on seq_length (None: none)
         self.test_opts = dict(test_opts or {})
         self.size_divisibility = backbone.size_divisibility
         self._init_pixels(pixel_mean, pixel_std)
@@ -296,7 +298,9 @@ class InsplugRIS(_Base):
         size = tuple(images.tensor.shape[-2:])
         if self.training:
             masks, labels = ris_gt_on_grid(*self.gt_lists(batched_inputs), size, x.shape[-2:])
-            return dict(loss_ris=ris_train_loss(self.net, x, masks, labels, self.seq_length,
+            seq_length = self.seq_length if self.train_steps_limit is None \
+                else min(self.seq_length, self.train_steps_limit)
+            return dict(loss_ris=ris_train_loss(self.net, x, masks, labels, seq_length,
                                                 self.lam, self.class_weight))
         results = ris_predict(self.net, x, size, images.image_sizes,
                               self.out_sizes(batched_inputs, images), **self.test_opts)

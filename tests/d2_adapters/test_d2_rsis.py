@@ -171,6 +171,11 @@ def test_ris_agreement():
     a = mm.head.loss(mm.extract_feat(x), mm_samples(images, masks, labels))['loss_ris']
     b = d2(d2_inputs(images, masks, labels, train=True))['loss_ris']
     assert abs(float(a) - float(b)) < 1e-5
+    # the curriculum's step limit (mmdet: RISCurriculumHook) at 2 steps
+    mm.head.train_steps_limit = d2.train_steps_limit = 2
+    c = mm.head.loss(mm.extract_feat(x), mm_samples(images, masks, labels))['loss_ris']
+    d = d2(d2_inputs(images, masks, labels, train=True))['loss_ris']
+    assert abs(float(c) - float(d)) < 1e-5 and abs(float(c) - float(a)) > 1e-4
 
 
 @pytest.mark.parametrize('name,losses,opts', [

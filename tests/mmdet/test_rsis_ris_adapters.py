@@ -114,3 +114,45 @@ def test_curriculum_hook_sets_head_state():
     hook.before_train_iter(SimpleNamespace(model=model, iter=12, epoch=0), 0)
     assert (model.head.train_steps_limit, model.head.use_class_loss,
             model.head.use_stop_loss) == (3, False, True)
+
+
+def test_ris_curriculum_hook_limits_training_steps():
+    """RISCurriculumHook: limit 2 + 4 * (iter // 50) capped by seq_length (6); the head's loss
+    is then the core loss at that sequence length (hand-picked GT counts 1 and 4: 2 and 2
+    steps at the start, 2 and 5 steps once the limit is 6)."""
+    from types import SimpleNamespace
+
+    from mmdet.structures import DetDataSample
+    from mmdet.structures.mask import BitmapMasks
+    from mmengine.structures import InstanceData
+
+    from insplug.core.ris.pipeline import ris_gt_on_grid, ris_train_loss
+    from insplug.mmdet.rsis.modules import gt_lists
+    from insplug.registry import HOOKS
+    torch.manual_seed(0)
+    model, _ = build('demo/ris_r18_shapes.py')
+    with DefaultScope.overwrite_default_scope('insplug'):
+        hook = HOOKS.build(dict(type='RISCurriculumHook', start_steps=2, increment=4,
+                                interval=50))
+    feats = (torch.randn(2, 32, 16, 16),)
+    samples = []
+    for count in (1, 4):
+        masks = torch.zeros(count, 64, 64, dtype=torch.bool)
+        for k in range(count):
+            masks[k, 8 * k:8 * k + 12, 4:20] = True
+        s = DetDataSample(metainfo=dict(batch_input_shape=(64, 64), img_shape=(64, 64)))
+        s.gt_instances = InstanceData(masks=BitmapMasks(masks.numpy(), 64, 64),
+                                      labels=torch.arange(count) % 5)
+        samples.append(s)
+    gt = ris_gt_on_grid(*gt_lists(samples, feats[0].device), (64, 64), (16, 16))
+    for it, limit in ((0, 2), (49, 2), (50, 6), (400, 6)):
+        hook.before_train_iter(SimpleNamespace(model=model, iter=it), 0)
+        assert model.head.train_steps_limit == limit
+        loss = model.head.loss(feats, samples)['loss_ris']
+        ref = ris_train_loss(model.head.net, feats[0], *gt, limit, 1.0, 1.0)
+        assert torch.allclose(loss, ref)
+    # the two phases differ (the 4-instance image runs 2 then 5 steps)
+    model.head.train_steps_limit = 2
+    short = model.head.loss(feats, samples)['loss_ris']
+    model.head.train_steps_limit = None
+    assert not torch.allclose(short, model.head.loss(feats, samples)['loss_ris'])

@@ -1,1 +1,2 @@
-"""RIS mmdet adapters: ``RISConvNet`` trunk, ``RISHead``, ``RISSegmentor``."""
+"""RIS mmdet adapters: ``RISConvNet`` trunk, ``RISHead``, ``RISSegmentor``,
+``RISCurriculumHook``."""

@@ -1,6 +1,8 @@
-"""RIS in mmdet: wiring of :mod:`insplug.core.ris` (plants CNN trunk, head, segmentor)."""
+"""RIS in mmdet: wiring of :mod:`insplug.core.ris` (plants CNN trunk, head, segmentor,
+curriculum hook)."""
 from typing import List, Optional, Sequence
 
+from mmengine.hooks import Hook
 from mmengine.model import BaseModule
 from torch import Tensor
 
@@ -8,9 +10,10 @@ from mmengine.structures import InstanceData
 
 from insplug.core.ris import RISConvNet as _RISConvNet, RISRecurrentHead, ris_decode
 from insplug.core.ris.pipeline import ris_gt_on_grid, ris_predict, ris_train_loss
+from insplug.core.rsis import curriculum_state
 from insplug.mmdet.bottomup.detector import BottomUpSegmentor
 from insplug.mmdet.rsis.modules import gt_lists, pack_instances, sizes_of
-from insplug.registry import MODELS
+from insplug.registry import HOOKS, MODELS
 
 
 @MODELS.register_module()
@@ -39,6 +42,8 @@ class RISHead(BaseModule):
         rnn_size, rnn_layers, kernel_size: release 30, 2, 3.
         feat_size, confidence: see the core head ('flatten' needs the fixed feature size).
         seq_length: release training ``seq_length`` (40): steps ``min(seq_length, M + 1)``.
+            :class:`RISCurriculumHook` lowers it during training through the attribute
+            ``train_steps_limit`` (None: no limit).
         lam: release ``lambda`` (1). mask_bias_init: the mask shift's start (release 1.0).
         test_cfg: ``max_steps`` (30, release infer_example), ``stop_thr`` (0.5), ``mask_thr``
             (0.9), ``max_per_img`` (100).
@@ -55,6 +60,7 @@ class RISHead(BaseModule):
         self.net = RISRecurrentHead(in_channels, rnn_size, rnn_layers, kernel_size, feat_size,
                                     confidence, num_classes, True, mask_bias_init)
         self.seq_length = seq_length
+        self.train_steps_limit = None
         self.lam = lam
         self.class_weight = class_weight
         self.test_cfg = dict(max_steps=30, stop_thr=0.5, mask_thr=0.9, max_per_img=100)
@@ -71,7 +77,9 @@ class RISHead(BaseModule):
         x = feats[self.in_index]
         size = tuple(data_samples[0].metainfo['batch_input_shape'])
         masks, labels = ris_gt_on_grid(*gt_lists(data_samples, x.device), size, x.shape[-2:])
-        return dict(loss_ris=ris_train_loss(self.net, x, masks, labels, self.seq_length,
+        seq_length = self.seq_length if self.train_steps_limit is None \
+            else min(self.seq_length, self.train_steps_limit)
+        return dict(loss_ris=ris_train_loss(self.net, x, masks, labels, seq_length,
                                             self.lam, self.class_weight))
 
     def predict(self, feats: Sequence[Tensor], data_samples,
@@ -88,3 +96,23 @@ class RISHead(BaseModule):
 class RISSegmentor(BottomUpSegmentor):
     """RIS: a trunk (the release's :class:`RISConvNet`, or e.g. a ResNet stage as FCN
     features) and :class:`RISHead`; mmdet's detector API, results evaluated by ``CocoMetric``."""
+
+
+@HOOKS.register_module()
+class RISCurriculumHook(Hook):
+    """The release's curriculum on the training sequence length: its ``launcher.sh`` trains
+    with ``-seq_length 2`` and ``experiment.lua`` resumes from saved models (``-cnn_model``,
+    ``-lstm_model``) with another ``-seq_length``. Before every training iteration the head's
+    ``train_steps_limit`` is ``start_steps + increment * (iter // interval)`` (capped by the
+    head's ``seq_length``; :func:`insplug.core.rsis.curriculum_state`), so an image runs
+    ``min(limit, M + 1)`` steps: at 2 steps most images have no step past their last object and
+    the loss trains the masks, not the stop confidence."""
+    priority = 'NORMAL'
+
+    def __init__(self, start_steps: int = 2, increment: int = 1, interval: int = 1000):
+        self.kwargs = dict(start_steps=start_steps, increment=increment, interval=interval)
+
+    def before_train_iter(self, runner, batch_idx, data_batch=None):
+        model = runner.model.module if hasattr(runner.model, 'module') else runner.model
+        head = model.head
+        head.train_steps_limit = curriculum_state(runner.iter, head.seq_length, **self.kwargs)[0]
