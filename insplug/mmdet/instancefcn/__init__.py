@@ -1,4 +1,5 @@
-"""InstanceFCN for MMDetection: a standalone class-agnostic segment-proposal detector."""
+"""InstanceFCN for MMDetection: a standalone class-agnostic segment-proposal detector, with an
+optional segment classifier (class-aware instances)."""
 from .detector import InstanceFCN
 
 __all__ = ['InstanceFCN']

@@ -33,7 +33,8 @@ from insplug.registry import MODELS
 
 @MODELS.register_module()
 class InstanceFCN(BaseDetector):
-    """Instance-sensitive FCN (Dai et al., ECCV 2016), class-agnostic segment proposals.
+    """Instance-sensitive FCN (Dai et al., ECCV 2016): class-agnostic segment proposals, or
+    with ``classifier`` the proposals classified into class-aware instances.
 
     Args:
         backbone: an mmdet backbone config giving (at ``feature_index``) a stride-``stride``
