@@ -33,8 +33,10 @@ Diagnosis (scripts under /tmp during the measurement, 128 px):
   recognise the five shapes (random colours, textured backgrounds) from image labels alone,
   which CI-sized runs do not reach: val image-label accuracy (untrained ~0.5) 0.48 after 200
   SGD iterations on 24 images, 0.59 after 200 Adam iterations on 200 images, 0.62 after 500
-  iterations (batch 8, 400 images, 58 s), 0.66 after 1000 iterations (batch 16, 600 images
-  at 64 px, 100 s; train 0.88), objects hit by a peak of their class at most 24 %. Shallower
+  iterations (batch 8, 400 images, 58 s), 0.61 after 900 (batch 8, 600 images, 134 s: 43 %
+  of the val peaks inside an object but 12 % inside one of their class), 0.66 after 1000
+  (batch 16, 600 images at 64 px, 100 s; train 0.88); objects hit by a peak of their class
+  at most 29 %. Shallower
   (stride 4) or wider trunks, higher rates, 64 px inputs did not change this. The releases
   start from ImageNet-pretrained trunks, which cannot be downloaded here.
 Cost: about 8-10 s CPU per method with one thread, plus ~2 s per method for the oracle check.
