@@ -43,8 +43,8 @@ val_evaluator = dict(_delete_=True, type='InsplugCocoMetric',
                      ann_file=data_root + 'voc12_instance_val.json', metric=['segm'],
                      format_only=False)
 test_evaluator = val_evaluator
-# Step 2 (the classifier) follows MNC's CFM solver (experiments/scripts/cfm.sh, cfm/solver.prototxt):
-# 30k updates of 8 images (iter_size 8; here 8 GPUs x 1 image), lr 1e-3, x0.1 after 20k,
+# Step 2 (the classifier) follows MNC's CFM solver (experiments/scripts/cfm.sh,
+# models/VGG16/cfm/solver.prototxt): 30k updates of 8 images (iter_size 8; here 8 GPUs x 1 image), lr 1e-3, x0.1 after 20k,
 # momentum 0.9, wd 5e-4. REQUIRED before training: load_from = the step-1 checkpoint (this
 # config with --cfg-options model.classifier=None and instancefcn_r50_d8_coco.py's schedule).
 load_from = None

@@ -66,7 +66,10 @@ def batch_loss(forward: Forward, images: Tensor, boxes: List[Tensor], masks: Lis
     cfg = dict(DEFAULT_TRAIN_CFG, **cfg)
     scale = float(random.choice(list(cfg['scales'])))
     x = resize_batch(images, scale)
-    out = forward(x)
+    ccfg = dict(DEFAULT_CLS_TRAIN_CFG, **(cls_cfg or {}))
+    frozen = classifier is not None and ccfg['detach_features']
+    with torch.set_grad_enabled(torch.is_grad_enabled() and not frozen):
+        out = forward(x)
     inst, obj = out[0], out[1]
     h, w = obj.shape[-2:]
     assignments, cells, scaled = [], [], []
@@ -85,11 +88,9 @@ def batch_loss(forward: Forward, images: Tensor, boxes: List[Tensor], masks: Lis
     if classifier is None:
         return instancefcn_loss(inst, obj, assignments, cells, window, cfg['num_samples'],
                                 cfg['pos_fraction'], cfg['mask_weight'])
-    ccfg = dict(DEFAULT_CLS_TRAIN_CFG, **(cls_cfg or {}))
     feat = out[2]
-    if ccfg['detach_features']:
+    if frozen:  # the second training step: trunk and proposal branches are not trained
         losses = {}
-        feat = feat.detach()
     else:
         losses = instancefcn_loss(inst, obj, assignments, cells, window, cfg['num_samples'],
                                   cfg['pos_fraction'], cfg['mask_weight'])
