@@ -8,12 +8,13 @@
 # which a short run cannot learn from 1). RIS is class-agnostic; the shapes set has 5 classes,
 # so the demo uses insplug's optional class branch (num_classes=5).
 # Curriculum (the release's launcher.sh trains with -seq_length 2; experiment.lua resumes from
-# saved models with another -seq_length): 2 steps for the first 50 iterations, then 6. At 2 steps most images have no step
-# past their last object, so the loss trains the masks; with the stop term from the start, its
-# gradient (BCE from the confidence bias 10) dominates the shared ConvLSTM state and the masks
-# stay uniform. Measured (tests/e2e/test_rsis_ris_e2e.py): at Adam lr 1e-2 the ConvLSTM gates
-# saturate (|pre-activation| ~10, 90% beyond 3) and the hidden state becomes spatially
-# constant, giving uniform masks; the e2e test's lr 3e-3 and one layer avoid it.
+# saved models with another -seq_length): 2 steps for the first 50 iterations, then 6 (the
+# head's seq_length). At 2 steps most images have no step past their last object, so the loss
+# trains the masks; with the stop term from the start, its gradient (BCE from the confidence
+# bias 10) dominates the shared ConvLSTM state and the masks stay uniform. Measured
+# (tests/e2e/test_rsis_ris_e2e.py): at Adam lr 1e-2 the ConvLSTM gates saturate
+# (|pre-activation| ~10, 90% beyond 3), the hidden state becomes spatially constant and so do
+# the masks; the e2e test's lr 3e-3 and one layer avoid it.
 _base_ = [
     '../_base_/datasets/shapes_instance.py',
     '../_base_/default_runtime.py',
@@ -78,6 +79,7 @@ custom_hooks = [
     dict(type='NonFiniteLossHook'),
     dict(type='RNGStateHook'),
     dict(type='AtomicCheckpointHook'),
-    dict(type='RISCurriculumHook', start_steps=2, increment=4, interval=50)]
+    # 2 steps for 50 iterations, then the head's seq_length (the increment passes any cap)
+    dict(type='RISCurriculumHook', start_steps=2, increment=1000, interval=50)]
 default_hooks = dict(checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=500))
 log_processor = dict(by_epoch=False)
