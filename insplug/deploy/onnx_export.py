@@ -11,11 +11,17 @@ Two export modes:
   any mapping of the masks back to the original image size stay with the caller). The graph does
   BGR->RGB, (x - mean) / std, zero padding to Hp x Wp, the network and the method's
   post-processing, and returns fixed-size outputs (see the method's wrapper). Available for
-  SparseInst (:class:`SparseInstFull`).
+  SparseInst (:class:`SparseInstFull`), RefineMask / Mask R-CNN
+  (:class:`insplug.deploy.two_stage.TwoStageFull`) and, as a traced pipeline with a
+  data-dependent number of detections, recurrent attention
+  (:class:`insplug.deploy.networks.PipelineFull`).
 * ``network``: the network only (the model's ``tensor``-mode ``_forward``). Input ``inputs``
   (1, 3, Hp, Wp), already pre-processed (:func:`preprocess_numpy`); the outputs are the raw head
   tensors, flattened in order, and the post-processing stays in Python (for SparseInst it is
-  :func:`sparseinst_postprocess_numpy`).
+  :func:`sparseinst_postprocess_numpy`; for the methods of :mod:`insplug.deploy.networks`,
+  :func:`insplug.deploy.networks.postprocess`, whose wrappers export the inference network
+  where ``_forward`` is not it: DeepMask / SharpMask, InstanceFCN, BoxCaseg). RPN + RoI-head
+  models without a traceable wrapper are refused before tracing.
 
 Every export is verified before success is reported: the graph is run with onnxruntime on a
 seeded random image and compared with PyTorch (raw outputs within ``atol``; in full mode also
@@ -448,8 +454,8 @@ def export_onnx(model, shape: Tuple[int, int], out: str, mode: str = 'auto', ops
                               'two-stage models); use mode="network"')
     if mode == 'network' and full_class is None and two_stage_untraceable(model):
         raise OnnxExportError(
-            f'{name} (network): blocked: two-stage model (rpn_head + {type(model.roi_head).__name__}'
-            ') with no traceable wrapper: its tensor-mode forward selects proposals per image in '
+            f'{name} (network): blocked: two-stage model (rpn_head + '
+            f'{type(model.roi_head).__name__}) with no traceable wrapper: its tensor-mode forward selects proposals per image in '
             'Python (a trace freezes the tracing image\'s selection) and mmdet\'s delta2bbox takes '
             'an ONNX-only branch importing the removed mmdet.core.export; no file written')
     model.eval()
