@@ -44,7 +44,9 @@ def register_class_split(name, source, split='48_17', subset='seen', unseen_name
     """Register ``name``: the ``subset`` ('seen', 'unseen', 'all') classes of the registered
     COCO-format dataset ``source`` under ``split`` ('48_17', '65_15') or a custom
     ``unseen_names`` list. Training on 'seen' leaves out images with an unseen object (default).
-    Classes keep category-id order (the evaluator maps them back to the source json's ids)."""
+    Classes keep category-id order (the evaluator maps them back to the source json's ids);
+    ``COCOEvaluator`` evaluates the view on its own classes (it converts the view to a COCO json
+    in its output folder)."""
     meta = MetadataCatalog.get(source)
     classes = list(meta.thing_classes)
     id_map = dict(meta.thing_dataset_id_to_contiguous_id)
@@ -64,7 +66,10 @@ def register_class_split(name, source, split='48_17', subset='seen', unseen_name
     if name not in DatasetCatalog.list():
         DatasetCatalog.register(name, lambda: class_split_records(
             DatasetCatalog.get(source), keep_contig, id_map, drop))
-        m = {k: v for k, v in meta.as_dict().items() if k != 'name'}
+        # no 'json_file': the source json holds every class, so COCOEvaluator would score the
+        # view against all of them; without it, it writes the view's own COCO json (original
+        # category ids through thing_dataset_id_to_contiguous_id)
+        m = {k: v for k, v in meta.as_dict().items() if k not in ('name', 'json_file')}
         m['thing_classes'] = [c['name'] for c in keep]
         m['thing_dataset_id_to_contiguous_id'] = {c['id']: i for i, c in enumerate(keep)}
         MetadataCatalog.get(name).set(**m)
