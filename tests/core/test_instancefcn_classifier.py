@@ -77,6 +77,14 @@ def test_mask_inputs_hand_worked():
     m[1, 0, :2] = True
     out = segment_mask_inputs(m, torch.tensor([[0.0, 0, 2, 2], [0, 0, 2, 2]]), size=1)
     assert out[:, 0, 0].tolist() == [0.0, 1.0]
+    # cv2.resize's border: samples beyond the crop's pixel centres replicate the crop's border
+    # pixels, never reading the mask outside the box. Box [2, 4) x [2, 4) of an all-ones mask
+    # with a zero 2 x 2 hole there, upsampled to 4 x 4: cell 0 samples 1.75 -> clamped to 2 (0);
+    # reading pixel 1 would give 0.25 >= 0.2
+    m = torch.ones(1, 6, 6, dtype=torch.bool)
+    m[0, 2:4, 2:4] = False
+    out = segment_mask_inputs(m, torch.tensor([[2.0, 2, 4, 4]]), size=4, threshold=0.2)
+    assert torch.equal(out[0], torch.zeros(4, 4))
     assert segment_mask_inputs(m[:0], torch.zeros(0, 4)).shape == (0, 14, 14)
 
 

@@ -33,7 +33,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
-from torchvision.ops import roi_align, roi_pool
+from torchvision.ops import roi_pool
 
 from insplug.core.postprocess.nms import box_iou_matrix, box_nms, group_top_k, mask_iou_matrix
 
@@ -117,17 +117,26 @@ def segment_mask_inputs(masks: Tensor, boxes: Tensor, size: int = 14,
         size: M. threshold: binarisation (MNC's BINARIZE_THRESH 0.4).
 
     Returns:
-        (R, M, M) float {0, 1}: bilinear samples at the centres of an M x M grid over the box
-        (``cv2.resize`` of the crop, up to the crop's border pixels, which read the
-        neighbouring mask pixels here instead of replicating the border).
+        (R, M, M) float {0, 1}: ``cv2.resize`` (bilinear) of the box's crop, as MNC: output
+        cell j samples crop coordinate (j + 0.5) * w / M - 0.5, clamped to the crop (its border
+        pixels replicate); one batched ``grid_sample`` over the full masks.
     """
-    r = masks.shape[0]
+    r, h, w = masks.shape
     if r == 0:
         return masks.new_zeros((0, size, size), dtype=torch.float32)
-    rois = torch.cat([torch.arange(r, device=masks.device, dtype=torch.float32)[:, None],
-                      boxes.float()], 1)
-    out = roi_align(masks[:, None].float(), rois, size, spatial_scale=1.0, sampling_ratio=1,
-                    aligned=True)[:, 0]
+    b = boxes.float()
+    cell = torch.arange(size, device=masks.device, dtype=torch.float32) + 0.5
+
+    def coords(lo, hi):  # (R,) crop start / end -> (R, M) pixel coordinates in the crop
+        c = lo[:, None] + cell[None] * (hi - lo)[:, None] / size - 0.5
+        return torch.minimum(torch.maximum(c, lo[:, None]), (hi - 1)[:, None])
+
+    gx = coords(b[:, 0], b[:, 2]) / max(w - 1, 1) * 2 - 1
+    gy = coords(b[:, 1], b[:, 3]) / max(h - 1, 1) * 2 - 1
+    grid = torch.stack([gx[:, None, :].expand(r, size, size),
+                        gy[:, :, None].expand(r, size, size)], -1)
+    out = F.grid_sample(masks[:, None].float(), grid, mode='bilinear', padding_mode='border',
+                        align_corners=True)[:, 0]
     return (out >= threshold).float()
 
 
