@@ -62,9 +62,8 @@ from torch import nn
 from insplug.core.zsi.heads import (SemanticMaskHead, encoder_decoder_loss,
                                     init_background_rows, rpn_background_vector,
                                     semantic_objectness, unseen_mask_logits)
-from insplug.core.zsi.scoring import (semantic_embedding, semantic_logits,
-                                      semantic_reconstruction, zsi_scores)
-from insplug.core.zsi.vectors import ClassVectorsMixin
+from insplug.core.zsi.scoring import zsi_scores
+from insplug.core.zsi.vectors import ClassVectorsMixin, SemanticBoxClassifierMixin
 from insplug.core.zsi.vectors import class_vectors as load_vectors
 
 from .config import register_config_node, signature_defaults
@@ -208,7 +207,7 @@ class ZSIBackgroundAwareRPN(RPN):
 
 
 # ----------------------------------------------------------------------------- box predictor
-class ZSISemanticOutputLayers(ClassVectorsMixin, FastRCNNOutputLayers):
+class ZSISemanticOutputLayers(SemanticBoxClassifierMixin, FastRCNNOutputLayers):
     """The release's semantic box classifier and box regression after detectron2's box head.
 
     Keys: ``fc_semantic`` (box feature -> D), ``kernel_semantic``, optional ``voc`` buffer
@@ -256,20 +255,12 @@ class ZSISemanticOutputLayers(ClassVectorsMixin, FastRCNNOutputLayers):
                    mode=z.MODE, gzsi_score_thresh=z.GZSI_SCORE_THRESH)
         return ret
 
-    def load_vocabulary(self, voc):
-        """Fill the (D, V) vocabulary (e.g. the release's ``vocabulary_w2v.txt``)."""
-        self.voc.copy_(torch.as_tensor(voc, dtype=self.voc.dtype))
-
     def forward(self, x):
         x = x.flatten(1)
-        feat = self.fc_semantic(x)
-        vec, _ = self.split_vectors()
-        logits = semantic_logits(feat, vec, self.kernel_semantic, self.voc)
-        if self.with_decoder and self.training:
-            rec = semantic_reconstruction(semantic_embedding(feat, self.kernel_semantic, self.voc),
-                                          self.voc, self.d_kernel_semantic, self.d_fc_semantic)
-            self._ed = (x, rec)
-        return torch.cat([logits[:, 1:], logits[:, :1]], dim=1), self.bbox_pred(x)
+        scores, ed = self.semantic_scores(x)  # background last, as detectron2's
+        if ed is not None:
+            self._ed = ed
+        return scores, self.bbox_pred(x)
 
     def losses(self, predictions, proposals):
         losses = super().losses(predictions, proposals)

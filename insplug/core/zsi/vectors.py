@@ -17,7 +17,8 @@ import os.path as osp
 
 import torch
 
-from .scoring import sync_background
+from .scoring import (semantic_embedding, semantic_logits, semantic_reconstruction,
+                      sync_background)
 from .splits import load_class_vectors, split_vectors
 
 SHAPES_DEMO_SEEN = ('circle', 'rectangle', 'triangle', 'star')
@@ -67,3 +68,28 @@ class ClassVectorsMixin:
             vec = sync_background(vec, self.bg_vector)
             vec_unseen = sync_background(vec_unseen, self.bg_vector)
         return vec, vec_unseen
+
+
+class SemanticBoxClassifierMixin(ClassVectorsMixin):
+    """Mixin of the semantic box heads (an ``nn.Module`` with ``fc_semantic`` (C -> D),
+    ``kernel_semantic``, ``voc`` ((D, V) buffer or None), ``with_decoder`` and, with it,
+    ``d_kernel_semantic`` / ``d_fc_semantic``): the release's ``SharedFCSemanticBBoxHead``
+    classifier after the shared fcs."""
+
+    def load_vocabulary(self, voc):
+        """Fill the (D, V) vocabulary (e.g. the release's ``vocabulary_w2v.txt``)."""
+        self.voc.copy_(torch.as_tensor(voc, dtype=self.voc.dtype))
+
+    def semantic_scores(self, x):
+        """(N, C) box-branch features -> ((N, S + 1) logits, background LAST as mmdet and
+        detectron2 order them; the decoder's ``(x, reconstruction)`` pair in training, else
+        None)."""
+        feat = self.fc_semantic(x)
+        vec, _ = self.split_vectors()
+        logits = semantic_logits(feat, vec, self.kernel_semantic, self.voc)
+        ed = None
+        if self.with_decoder and self.training:
+            ed = (x, semantic_reconstruction(semantic_embedding(feat, self.kernel_semantic,
+                                                                self.voc),
+                                             self.voc, self.d_kernel_semantic, self.d_fc_semantic))
+        return torch.cat([logits[:, 1:], logits[:, :1]], dim=1), ed

@@ -29,9 +29,8 @@ from torch import nn
 from insplug.core.zsi.heads import (SemanticMaskHead, background_last, encoder_decoder_loss,
                                     init_background_rows, rpn_background_vector,
                                     semantic_objectness, unseen_mask_logits)
-from insplug.core.zsi.scoring import (semantic_embedding, semantic_logits,
-                                      semantic_reconstruction, transfer_scores)
-from insplug.core.zsi.vectors import ClassVectorsMixin
+from insplug.core.zsi.scoring import transfer_scores
+from insplug.core.zsi.vectors import ClassVectorsMixin, SemanticBoxClassifierMixin
 from insplug.core.zsi.vectors import class_vectors as load_vectors
 from insplug.registry import MODELS
 
@@ -78,7 +77,7 @@ class ZSIBackgroundAwareRPNHead(RPNHead):
 
 
 @MODELS.register_module()
-class ZSISemanticBBoxHead(ClassVectorsMixin, Shared2FCBBoxHead):
+class ZSISemanticBBoxHead(SemanticBoxClassifierMixin, Shared2FCBBoxHead):
     """The release's ``SharedFCSemanticBBoxHead`` (2 shared fcs; ``num_classes`` = S).
 
     Args:
@@ -127,23 +126,14 @@ class ZSISemanticBBoxHead(ClassVectorsMixin, Shared2FCBBoxHead):
             nn.init.normal_(self.kernel_semantic.weight, 0, 0.001)
             nn.init.constant_(self.kernel_semantic.bias, 0)
 
-    def load_vocabulary(self, voc):
-        """Fill the (D, V) vocabulary (e.g. the release's ``vocabulary_w2v.txt``)."""
-        self.voc.copy_(torch.as_tensor(voc, dtype=self.voc.dtype))
-
     def forward(self, x):
         x = x.flatten(1)
         for fc in self.shared_fcs:
             x = self.relu(fc(x))
-        feat = self.fc_semantic(x)
-        vec, _ = self.split_vectors()
-        logits = semantic_logits(feat, vec, self.kernel_semantic, self.voc)
-        if self.with_decoder and self.training:
-            rec = semantic_reconstruction(semantic_embedding(feat, self.kernel_semantic, self.voc),
-                                          self.voc, self.d_kernel_semantic, self.d_fc_semantic)
-            self._ed = (x, rec)
-        # mmdet's layout: background last
-        return torch.cat([logits[:, 1:], logits[:, :1]], dim=1), self.fc_reg(x)
+        cls_score, ed = self.semantic_scores(x)  # mmdet's layout: background last
+        if ed is not None:
+            self._ed = ed
+        return cls_score, self.fc_reg(x)
 
     def loss_and_target(self, cls_score, bbox_pred, rois, sampling_results, rcnn_train_cfg,
                         concat=True, reduction_override=None):
