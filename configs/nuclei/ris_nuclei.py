@@ -2,9 +2,11 @@
 # a confidence to stop) on the DSB2018 nuclei set (../shared/data/nuclei, one class), for the
 # nuclei leaderboard (tools/leaderboard.py CONFIGS... --data nuclei). The method's CPU demo
 # config (configs/demo/ris_r18_shapes.py: half-width ResNet-18 stage 1 (stride 4, 32
-# channels), a 2-layer ConvLSTM of 32 channels, confidence over the flattened state; random
-# init, nothing downloaded) with the nuclei data (configs/_base_/datasets/nuclei_instance.py:
-# 512 px keep-ratio input, flips both ways, COCO segm). RIS is class-agnostic: the one class.
+# channels), a 1-layer ConvLSTM of 32 channels (release 2 x 30), confidence over the flattened
+# state, the release's curriculum from 2 steps (RISCurriculumHook: 2 steps for 50 iterations,
+# then this config's seq_length); random init, nothing downloaded) with the nuclei data
+# (configs/_base_/datasets/nuclei_instance.py: 512 px keep-ratio input, flips both ways, COCO
+# segm). RIS is class-agnostic: the one class.
 # CAPPED ROW: one instance per step, and nuclei images hold 1-375 nuclei (median 28-29). The
 # cap is the release's inference cap (30 steps; it trains min(40, M + 1) steps): here 30 steps
 # in training (min(30, M + 1)) and inference, so at most 56% of the val nuclei can be found
@@ -14,10 +16,10 @@
 #   (pad_size_divisor 512 after the keep-ratio resize to <= 512), a 128 x 128 grid;
 # - mask shift b starts at 4 (the demo's; release 1): a median nucleus covers ~60 cells of
 #   the stride-4 grid, b > log 60 ~ 4.1; mask threshold 0.5 (the demo's; release 0.9).
-# Schedule: 350 iterations at batch 2 (1.7 epochs of the 405 training images),
-# sized for ~30 min on 2 idle CPU cores: 3 training iterations measured 8.77 s / iteration
-# of CPU time on one thread (a shared machine: CPU time, not wall time), x0.6 for 2 threads
-# = 5.26 s, plus ~0.1 s of data loading (0.1 CPU s per image); linear warm-up, LR x0.1
+# Schedule: 600 iterations at batch 2 (3.0 epochs of the 405 training images),
+# sized for ~30 min on 2 idle CPU cores: 3 training iterations at 30 steps measured 4.65 s /
+# iteration of CPU time on one thread (a shared machine: CPU time, not wall time), x0.6 for 2
+# threads = 2.79 s, plus ~0.1 s of data loading (0.1 CPU s per image); linear warm-up, LR x0.1
 # at 75% and 90% of the iterations.
 _base_ = ['../demo/ris_r18_shapes.py', '../_base_/datasets/nuclei_instance.py']
 leaderboard = dict(method='RIS (30-step cap)', family='recurrent (one instance per step)')
@@ -33,7 +35,7 @@ test_dataloader = val_dataloader
 val_evaluator = {{_base_.nuclei_val_evaluator}}
 test_evaluator = val_evaluator
 
-max_iters = 350
+max_iters = 600
 train_cfg = dict(_delete_=True, type='IterBasedTrainLoop', max_iters=max_iters,
                  val_interval=max_iters)
 param_scheduler = [
