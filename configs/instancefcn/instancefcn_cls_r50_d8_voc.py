@@ -8,9 +8,10 @@
 # box NMS 0.3.
 # The paper trains in two steps: first the proposals (instancefcn_r50_d8_coco.py's recipe on
 # VOC), then the classifier. Step 2 is this config with load_from = the step-1 checkpoint:
-# `detach_features=True` trains the classifier alone (trunk and proposal branches keep the
-# step-1 weights; the losses of step 1 are not computed). For one-step joint training set
-# detach_features=False.
+# `train_proposals=False, detach_features=True` trains the classifier alone (trunk and proposal
+# branches keep the step-1 weights; the losses of step 1 are not computed). One-step joint
+# training: train_proposals=True (detach_features=False also lets the classifier train the
+# trunk).
 # Data: VOC 2012 SBD-style instance annotations in COCO format (e.g. the
 # voc_2012_train/val_instance json of mmdet's pascal_voc tools) under data/VOCdevkit/.
 _base_ = './instancefcn_r50_d8_coco.py'
@@ -25,7 +26,8 @@ model = dict(
         reduce_channels=512,
         train_cfg=dict(num_proposals=300, rois_per_img=64, fractions=(0.3, 0.5, 0.2),
                        thr_lo=(0.5, 0.1, 0.0), thr_hi=(1.0, 0.5, 0.1), fg_det_thr=0.5,
-                       fg_seg_thr=0.5, add_gt=True, loss_weight=1.0, detach_features=True),
+                       fg_seg_thr=0.5, add_gt=True, loss_weight=1.0, detach_features=True,
+                       train_proposals=False),
         test_cfg=dict(num_proposals=300, scale=1.0, score_thr=0.0, nms_iou=0.3,
                       max_per_class=100, max_per_img=100)))
 data_root = 'data/VOCdevkit/'

@@ -22,7 +22,8 @@ yacs::
     MODEL.INSPLUG.INSTANCEFCN.CLASSIFIER.*   # ENABLED (False), FC_CHANNELS, ROI_SIZE, MASK_SIZE,
         # BINARIZE_THR, REDUCE_CHANNELS (0: none); training: TRAIN_PROPOSALS, TRAIN_PRE_NMS
         # (0: PRE_NMS of the proposals' defaults), ROIS_PER_IMG, FRACTIONS, THR_LO, THR_HI,
-        # FG_DET_THR, FG_SEG_THR, ADD_GT, LOSS_WEIGHT, DETACH_FEATURES; inference:
+        # FG_DET_THR, FG_SEG_THR, ADD_GT, LOSS_WEIGHT, DETACH_FEATURES,
+        # TRAIN_PROPOSALS_LOSS; inference:
         # TEST_PROPOSALS, TEST_SCALE, SCORE_THR, CLS_NMS_IOU, MAX_PER_CLASS, CLS_MAX_PER_IMG
         # (NUM_CLASSES above is the classifier's K)
 """
@@ -84,6 +85,7 @@ def _instancefcn_node():
     node.CLASSIFIER.ADD_GT = ct['add_gt']
     node.CLASSIFIER.LOSS_WEIGHT = ct['loss_weight']
     node.CLASSIFIER.DETACH_FEATURES = ct['detach_features']
+    node.CLASSIFIER.TRAIN_PROPOSALS_LOSS = ct['train_proposals']
     node.CLASSIFIER.TEST_PROPOSALS = cs['num_proposals']
     node.CLASSIFIER.TEST_SCALE = cs['scale']
     node.CLASSIFIER.SCORE_THR = cs['score_thr']
@@ -104,7 +106,8 @@ def _classifier_from_config(d, channels):
                  rois_per_img=c.ROIS_PER_IMG, fractions=tuple(c.FRACTIONS),
                  thr_lo=tuple(c.THR_LO), thr_hi=tuple(c.THR_HI), fg_det_thr=c.FG_DET_THR,
                  fg_seg_thr=c.FG_SEG_THR, add_gt=c.ADD_GT, loss_weight=c.LOSS_WEIGHT,
-                 detach_features=c.DETACH_FEATURES)
+                 detach_features=c.DETACH_FEATURES,
+                 train_proposals=c.TRAIN_PROPOSALS_LOSS)
     test = dict(num_proposals=c.TEST_PROPOSALS, scale=c.TEST_SCALE, score_thr=c.SCORE_THR,
                 nms_iou=c.CLS_NMS_IOU, max_per_class=c.MAX_PER_CLASS,
                 max_per_img=c.CLS_MAX_PER_IMG)

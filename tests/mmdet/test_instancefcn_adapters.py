@@ -103,6 +103,7 @@ def test_classified_full_config():
     fc7 = 4096 * 4096 + 4096
     assert n == (2048 * 512 + 512) + 2 * (fc6 + fc7) + (8192 * 21 + 21)
     assert model.cls_train_cfg['num_proposals'] == 300 and model.cls_train_cfg['detach_features']
+    assert not model.cls_train_cfg['train_proposals']
     assert model.cls_test_cfg['num_proposals'] == 300 and model.cls_test_cfg['nms_iou'] == 0.3
     assert model.cls_train_cfg['rois_per_img'] == 64
 
@@ -121,12 +122,21 @@ def test_classified_demo_loss_and_predict():
     # the ground truth is among the candidates: both objects' classes are targets; an untrained
     # classifier is near uniform over K + 1 = 6 classes
     assert abs(float(losses['loss_seg_cls']) - torch.log(torch.tensor(6.0))) < 0.05
-    sum(losses.values()).backward()
+    # the demo: the classifier's features are detached (its loss does not reach the trunk)
+    losses['loss_seg_cls'].backward(retain_graph=True)
     assert model.classifier.fc6_mask.weight.grad.abs().sum() > 0
+    assert model.backbone.conv1.weight.grad is None
+    sum(losses.values()).backward()
+    assert model.backbone.conv1.weight.grad.abs().sum() > 0
+    # joint training through the trunk
+    model.zero_grad(set_to_none=True)
+    model.cls_train_cfg['detach_features'] = False
+    model.loss(x, samples)['loss_seg_cls'].backward()
     assert model.backbone.conv1.weight.grad.abs().sum() > 0
     # the second training step: only the classifier's loss, the trunk gets no gradient
-    model.zero_grad()
+    model.zero_grad(set_to_none=True)
     model.cls_train_cfg['detach_features'] = True
+    model.cls_train_cfg['train_proposals'] = False
     losses = model.loss(x, samples)
     assert set(losses) == {'loss_seg_cls'}
     losses['loss_seg_cls'].backward()

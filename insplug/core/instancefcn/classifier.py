@@ -41,12 +41,14 @@ from insplug.core.postprocess.nms import box_iou_matrix, box_nms, group_top_k, m
 # TRAIN.FRACTION_SAMPLE / THRESH_LO_SAMPLE / THRESH_HI_SAMPLE, FG_DET_THRESH, FG_SEG_THRESH;
 # the InstanceFCN paper classifies N = 300 proposals (``pre_nms``: windows assembled per
 # image before NMS, None: the proposals' test setting); ``add_gt``: the ground-truth segments
-# are candidates (MNC's CFM roidb lists them first); ``detach_features``: the second step of
-# the paper's two-step training (the trunk and the proposal branches are not trained).
+# are candidates (MNC's CFM roidb lists them first); ``detach_features``: the classifier's loss
+# does not reach the trunk; ``train_proposals``: the proposal losses are computed (False with
+# ``detach_features``: the second step of the paper's two-step training, trunk and proposal
+# branches frozen).
 DEFAULT_CLS_TRAIN_CFG = dict(num_proposals=300, rois_per_img=64, fractions=(0.3, 0.5, 0.2),
                              thr_lo=(0.5, 0.1, 0.0), thr_hi=(1.0, 0.5, 0.1), fg_det_thr=0.5,
                              fg_seg_thr=0.5, add_gt=True, loss_weight=1.0,
-                             detach_features=False, pre_nms=None)
+                             detach_features=False, train_proposals=True, pre_nms=None)
 # TEST.NMS 0.3 (box NMS per class), at most 100 per class (the tester's max_per_image);
 # ``scale``: the pyramid scale whose features are classified (MNC tests at one scale)
 DEFAULT_CLS_TEST_CFG = dict(num_proposals=300, scale=1.0, score_thr=0.0, nms_iou=0.3,

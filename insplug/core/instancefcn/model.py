@@ -59,15 +59,15 @@ def batch_loss(forward: Forward, images: Tensor, boxes: List[Tensor], masks: Lis
         cls_cfg: keys of ``DEFAULT_CLS_TRAIN_CFG``.
 
     Returns:
-        dict(loss_objectness, loss_segment[, loss_seg_cls]); with
-        ``cls_cfg['detach_features']`` (the paper's second training step) only
-        ``loss_seg_cls``.
+        dict(loss_objectness, loss_segment[, loss_seg_cls]); without
+        ``cls_cfg['train_proposals']`` only ``loss_seg_cls`` (with ``detach_features``: the
+        paper's second training step, the trunk runs without autograd).
     """
     cfg = dict(DEFAULT_TRAIN_CFG, **cfg)
     scale = float(random.choice(list(cfg['scales'])))
     x = resize_batch(images, scale)
     ccfg = dict(DEFAULT_CLS_TRAIN_CFG, **(cls_cfg or {}))
-    frozen = classifier is not None and ccfg['detach_features']
+    frozen = classifier is not None and ccfg['detach_features'] and not ccfg['train_proposals']
     with torch.set_grad_enabled(torch.is_grad_enabled() and not frozen):
         out = forward(x)
     inst, obj = out[0], out[1]
@@ -88,8 +88,8 @@ def batch_loss(forward: Forward, images: Tensor, boxes: List[Tensor], masks: Lis
     if classifier is None:
         return instancefcn_loss(inst, obj, assignments, cells, window, cfg['num_samples'],
                                 cfg['pos_fraction'], cfg['mask_weight'])
-    feat = out[2]
-    if frozen:  # the second training step: trunk and proposal branches are not trained
+    feat = out[2].detach() if ccfg['detach_features'] else out[2]
+    if not ccfg['train_proposals']:  # e.g. the second training step
         losses = {}
     else:
         losses = instancefcn_loss(inst, obj, assignments, cells, window, cfg['num_samples'],
