@@ -87,9 +87,8 @@ class SegmentClassifier(nn.Module):
         self.fc6_mask = nn.Linear(flat, fc_channels)
         self.fc7_mask = nn.Linear(fc_channels, fc_channels)
         self.seg_cls_score = nn.Linear(2 * fc_channels, num_classes + 1)
-        for m in (self.fc6, self.fc7, self.fc6_mask, self.fc7_mask):
-            nn.init.normal_(m.weight, std=0.005)
-            nn.init.zeros_(m.bias)
+        # fc6 / fc7 (both pathways): MNC starts them from ImageNet VGG-16; here PyTorch's
+        # default initialisation (trained from scratch or fine-tuned from a checkpoint)
         nn.init.normal_(self.seg_cls_score.weight, std=0.01)  # gaussian 0.01 (prototxt)
         nn.init.zeros_(self.seg_cls_score.bias)
 
