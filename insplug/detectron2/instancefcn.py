@@ -31,12 +31,13 @@ import torch
 from detectron2.config import CfgNode as CN
 from detectron2.config import configurable
 from detectron2.modeling import META_ARCH_REGISTRY, build_backbone
-from detectron2.structures import Boxes, ImageList, Instances
+from detectron2.structures import Boxes, Instances
 from torch import nn
 
 from insplug.core.instancefcn import (DEFAULT_CLS_TEST_CFG, DEFAULT_CLS_TRAIN_CFG,
                                       DEFAULT_TEST_CFG, DEFAULT_TRAIN_CFG, InstanceFCNHead,
                                       SegmentClassifier, batch_loss, batch_proposals)
+from insplug.detectron2.inputs import NormalisedInputs
 
 from .config import register_config_node, signature_defaults
 from .masks import instances_mask_tensor
@@ -115,7 +116,7 @@ def _classifier_from_config(d, channels):
 
 
 @META_ARCH_REGISTRY.register()
-class InstanceFCN(nn.Module):
+class InstanceFCN(NormalisedInputs, nn.Module):
     """InstanceFCN class-agnostic segment proposals as ``Instances`` (``pred_masks``,
     ``pred_boxes`` from the masks, ``scores`` = sigmoid objectness, ``pred_classes`` = 0), or
     with a ``classifier`` the classified segments (``scores`` = softmax class probability,
@@ -136,8 +137,7 @@ class InstanceFCN(nn.Module):
         self.stride = backbone.output_shape()[in_feature].stride
         self.train_opts = dict(DEFAULT_TRAIN_CFG, **train_opts)
         self.test_opts = dict(DEFAULT_TEST_CFG, **test_opts)
-        self.register_buffer('pixel_mean', torch.tensor(pixel_mean).view(-1, 1, 1), False)
-        self.register_buffer('pixel_std', torch.tensor(pixel_std).view(-1, 1, 1), False)
+        self.register_pixel_stats(pixel_mean, pixel_std)
 
     @classmethod
     def from_config(cls, cfg):
@@ -158,21 +158,12 @@ class InstanceFCN(nn.Module):
                            max_per_img=d.MAX_PER_IMG),
             pixel_mean=list(cfg.MODEL.PIXEL_MEAN), pixel_std=list(cfg.MODEL.PIXEL_STD))
 
-    @property
-    def device(self):
-        return self.pixel_mean.device
-
     def _forward(self, x):
         return self.head(self.backbone(x)[self.in_feature])
 
     def _forward_with_feat(self, x):
         feat = self.backbone(x)[self.in_feature]
         return self.head(feat) + (feat,)
-
-    def preprocess_image(self, batched_inputs) -> ImageList:
-        images = [(x['image'].to(self.device) - self.pixel_mean) / self.pixel_std
-                  for x in batched_inputs]
-        return ImageList.from_tensors(images, self.backbone.size_divisibility)
 
     def forward(self, batched_inputs):
         images = self.preprocess_image(batched_inputs)

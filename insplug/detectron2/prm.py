@@ -27,7 +27,7 @@ from detectron2.config import CfgNode as CN
 from detectron2.config import configurable
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.modeling import META_ARCH_REGISTRY, Backbone, build_backbone
-from detectron2.structures import Boxes, ImageList, Instances
+from detectron2.structures import Boxes, Instances
 from torch import nn
 
 from insplug.core.postprocess.mask_boxes import masks_to_boxes
@@ -36,6 +36,7 @@ from insplug.core.prm.model import (COUNTSEG_TEST_CFG, COUNTSEG_TRAIN_CFG, PRM_T
                                     PRM_TRAIN_CFG, CountSegMaps, PRMMaps, rescale_masks)
 from insplug.core.prm.proposals import (colour_proposals_on_input_grid, colour_region_proposals,
                                         file_proposals)
+from insplug.detectron2.inputs import NormalisedInputs
 
 from .config import register_config_node, signature_defaults
 
@@ -146,7 +147,7 @@ class _ProposalSource:
 
 
 @META_ARCH_REGISTRY.register()
-class InsplugPRM(PRMMaps, nn.Module):
+class InsplugPRM(PRMMaps, NormalisedInputs, nn.Module):
     """Peak Response Mapping (Zhou et al., CVPR 2018), trained from ``image_labels``.
 
     Args:
@@ -175,8 +176,7 @@ class InsplugPRM(PRMMaps, nn.Module):
         self.test_cfg = dict(self.default_test_cfg, **(test_cfg or {}))
         self.proposal_source = _ProposalSource(**(proposals or {}))
         self.size_divisibility = size_divisibility
-        self.register_buffer('pixel_mean', torch.tensor(pixel_mean).view(-1, 1, 1), False)
-        self.register_buffer('pixel_std', torch.tensor(pixel_std).view(-1, 1, 1), False)
+        self.register_pixel_stats(pixel_mean, pixel_std)
 
     @classmethod
     def from_config(cls, cfg):
@@ -192,18 +192,12 @@ class InsplugPRM(PRMMaps, nn.Module):
             out['fc_channels'] = n.FC_CHANNELS
         return out
 
-    @property
-    def device(self):
-        return self.pixel_mean.device
-
     def extract_feat(self, inputs):
         return self.backbone(inputs)[self.in_feature]
 
-    def preprocess_image(self, batched_inputs):
-        images = [(x['image'].to(self.device).float() - self.pixel_mean) / self.pixel_std
-                  for x in batched_inputs]
-        div = max(self.size_divisibility, self.backbone.size_divisibility, 1)
-        return ImageList.from_tensors(images, div)
+    @property
+    def input_size_divisibility(self) -> int:
+        return max(self.size_divisibility, self.backbone.size_divisibility, 1)
 
     def _iteration(self):
         return 0

@@ -35,6 +35,7 @@ from insplug.core.postprocess.mask_boxes import masks_to_boxes
 from insplug.core.recurrent_attention import (RecurrentAttentionNet, instances_from_steps,
                                               masks_to_input, resize_to_input)
 from insplug.core.recurrent_attention.training import DEFAULT_KNOB, training_losses
+from insplug.detectron2.inputs import NormalisedInputs
 
 from .config import register_config_node, signature_defaults
 from .masks import instances_mask_tensor
@@ -79,7 +80,7 @@ def _current_iter() -> int:
 
 
 @META_ARCH_REGISTRY.register()
-class InsplugRecurrentAttention(nn.Module):
+class InsplugRecurrentAttention(NormalisedInputs, nn.Module):
     """End-to-end recurrent attention instance segmentation as a detectron2 meta-architecture.
 
     Args:
@@ -102,8 +103,7 @@ class InsplugRecurrentAttention(nn.Module):
         self.knob = dict(knob or {})
         self.loss_weights = dict(loss_weights or {})
         self.test_cfg = dict(_TEST_DEFAULTS, **(test or {}))
-        self.register_buffer('pixel_mean', torch.tensor(pixel_mean).view(-1, 1, 1), False)
-        self.register_buffer('pixel_std', torch.tensor(pixel_std).view(-1, 1, 1), False)
+        self.register_pixel_stats(pixel_mean, pixel_std)
 
     @classmethod
     def from_config(cls, cfg):
@@ -117,8 +117,8 @@ class InsplugRecurrentAttention(nn.Module):
                     test=_lower(node.TEST))
 
     @property
-    def device(self):
-        return self.pixel_mean.device
+    def input_size_divisibility(self) -> int:
+        return 1  # the network resizes every image to its fixed input size
 
     @property
     def input_size(self):
@@ -126,9 +126,7 @@ class InsplugRecurrentAttention(nn.Module):
 
     def preprocess_image(self, batched_inputs):
         """(normalised padded ImageList, (B, 3, H, W) at the network input)."""
-        images = [(x['image'].to(self.device).float() - self.pixel_mean) / self.pixel_std
-                  for x in batched_inputs]
-        images = ImageList.from_tensors(images, 1)
+        images = NormalisedInputs.preprocess_image(self, batched_inputs)  # no padding (1)
         return images, resize_to_input(images.tensor, images.image_sizes, self.input_size)
 
     def losses(self, batched_inputs, net_inputs) -> Dict[str, torch.Tensor]:

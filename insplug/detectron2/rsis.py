@@ -24,14 +24,13 @@ yacs::
 """
 from typing import Sequence
 
-import torch
 import torch.nn.functional as F
 from detectron2.config import CfgNode as CN
 from detectron2.config import configurable
 from detectron2.layers import ShapeSpec
 from detectron2.modeling import BACKBONE_REGISTRY, META_ARCH_REGISTRY, Backbone, build_backbone
 from detectron2.modeling.backbone.resnet import build_resnet_backbone
-from detectron2.structures import Boxes, ImageList, Instances
+from detectron2.structures import Boxes, Instances
 from torch import nn
 
 from insplug.core.postprocess.mask_boxes import masks_to_boxes
@@ -39,6 +38,7 @@ from insplug.core.ris import RISRecurrentHead
 from insplug.core.ris.pipeline import ris_gt_on_grid, ris_predict, ris_train_loss
 from insplug.core.rsis import RSISDecoder, RSISSkips
 from insplug.core.rsis.pipeline import rsis_gt_sequences, rsis_predict, rsis_train_losses
+from insplug.detectron2.inputs import NormalisedInputs
 
 from .config import register_config_node, signature_defaults
 from .masks import instances_mask_tensor
@@ -136,21 +136,15 @@ def build_insplug_rsis_resnet_backbone(cfg, input_shape):
     return InsplugRSISResNet(build_resnet_backbone(cfg, input_shape))
 
 
-class _Base(nn.Module):
+class _Base(NormalisedInputs, nn.Module):
     """Normalisation, padding, ground truth and result packing shared by the two archs."""
 
     def _init_pixels(self, pixel_mean, pixel_std):
-        self.register_buffer('pixel_mean', torch.tensor(pixel_mean).view(-1, 1, 1), False)
-        self.register_buffer('pixel_std', torch.tensor(pixel_std).view(-1, 1, 1), False)
+        self.register_pixel_stats(pixel_mean, pixel_std)
 
     @property
-    def device(self):
-        return self.pixel_mean.device
-
-    def preprocess_image(self, batched_inputs) -> ImageList:
-        images = [(x['image'].to(self.device) - self.pixel_mean) / self.pixel_std
-                  for x in batched_inputs]
-        return ImageList.from_tensors(images, self.size_divisibility)
+    def input_size_divisibility(self) -> int:
+        return self.size_divisibility
 
     def gt_lists(self, batched_inputs):
         if any('instances' not in x for x in batched_inputs):
