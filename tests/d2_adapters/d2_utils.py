@@ -30,3 +30,24 @@ def first_batch(cfg, train=True, batch_size=2):
         dicts = DatasetCatalog.get(cfg.DATASETS.TEST[0])
         mapper = DatasetMapper(cfg, is_train=False, augmentations=[])
     return [mapper(dict(d)) for d in dicts[:batch_size]]
+
+
+def mmdet_samples(batch, pad_shape, with_gt=True):
+    """mmdet ``DetDataSample`` twins of a detectron2 ``batch`` (padded to ``pad_shape``), with
+    its ground truth (labels, boxes, bitmap masks) unless ``with_gt`` is False."""
+    import numpy as np
+    from mmdet.structures import DetDataSample
+    from mmdet.structures.mask import BitmapMasks
+    from mmengine.structures import InstanceData
+    samples = []
+    for item in batch:
+        h, w = item['image'].shape[-2:]
+        s = DetDataSample(metainfo=dict(img_shape=(h, w), ori_shape=(h, w), pad_shape=pad_shape,
+                                        batch_input_shape=pad_shape, scale_factor=(1.0, 1.0)))
+        if with_gt:
+            gt = item['instances']
+            s.gt_instances = InstanceData(
+                labels=gt.gt_classes, bboxes=gt.gt_boxes.tensor,
+                masks=BitmapMasks(gt.gt_masks.tensor.numpy().astype(np.uint8), h, w))
+        samples.append(s)
+    return samples

@@ -21,7 +21,9 @@ import os.path as osp
 import numpy as np
 import pytest
 
-from d2_utils import D2_CONFIGS, INSTALL_HINT, REPO, d2_cfg, first_batch  # no detectron2
+# d2_utils imports no detectron2
+from d2_utils import (D2_CONFIGS, INSTALL_HINT, REPO, d2_cfg, first_batch,
+                      mmdet_samples)
 
 pytest.importorskip('detectron2', reason=INSTALL_HINT)
 
@@ -196,24 +198,6 @@ def mmdet_model(path, full_width_r18=False):
         cfg.model.neck.in_channels = [128, 256, 512]
     with DefaultScope.overwrite_default_scope('insplug'):
         return MODELS.build(cfg.model), cfg
-
-
-def mmdet_samples(batch, pad_shape, with_gt=True):
-    from mmdet.structures import DetDataSample
-    from mmdet.structures.mask import BitmapMasks
-    from mmengine.structures import InstanceData
-    samples = []
-    for item in batch:
-        h, w = item['image'].shape[-2:]
-        s = DetDataSample(metainfo=dict(img_shape=(h, w), ori_shape=(h, w), pad_shape=pad_shape,
-                                        batch_input_shape=pad_shape, scale_factor=(1.0, 1.0)))
-        if with_gt:
-            gt = item['instances']
-            s.gt_instances = InstanceData(
-                labels=gt.gt_classes, bboxes=gt.gt_boxes.tensor,
-                masks=BitmapMasks(gt.gt_masks.tensor.numpy().astype(np.uint8), h, w))
-        samples.append(s)
-    return samples
 
 
 def test_agreement_with_mmdet(d2_shapes):
