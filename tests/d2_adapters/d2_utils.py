@@ -51,3 +51,29 @@ def mmdet_samples(batch, pad_shape, with_gt=True):
                 masks=BitmapMasks(gt.gt_masks.tensor.numpy().astype(np.uint8), h, w))
         samples.append(s)
     return samples
+
+
+def train_on_fixed_batch(cfg, batch, iters, seed=0):
+    """Build ``cfg``'s model (seeded), train it ``iters`` steps on one fixed ``batch`` with the
+    config's optimizer (insplug's ``build_optimizer``) and LR schedule; returns (model in train mode, per-step total losses)."""
+    import torch
+    from detectron2.modeling import build_model
+    from detectron2.solver import build_lr_scheduler
+    from detectron2.utils.events import EventStorage
+
+    from insplug.detectron2.solver import build_optimizer
+    torch.manual_seed(seed)
+    model = build_model(cfg).train()
+    optimizer = build_optimizer(cfg, model)
+    scheduler = build_lr_scheduler(cfg, optimizer)
+    totals = []
+    with EventStorage(0) as storage:
+        for it in range(iters):
+            storage.iter = it
+            total = sum(model(batch).values())
+            optimizer.zero_grad()
+            total.backward()
+            optimizer.step()
+            scheduler.step()
+            totals.append(float(total))
+    return model, totals

@@ -18,7 +18,7 @@ About 30 s of CPU time at one thread.
 """
 import pytest
 
-from d2_utils import INSTALL_HINT, d2_cfg  # imports no detectron2
+from d2_utils import INSTALL_HINT, d2_cfg, train_on_fixed_batch  # imports no detectron2
 
 pytest.importorskip('detectron2', reason=INSTALL_HINT)
 
@@ -26,11 +26,7 @@ import torch  # noqa: E402
 import detectron2.data.transforms as T  # noqa: E402
 from detectron2.data import DatasetMapper, get_detection_dataset_dicts  # noqa: E402
 from detectron2.evaluation import COCOEvaluator  # noqa: E402
-from detectron2.modeling import build_model  # noqa: E402
-from detectron2.solver import build_lr_scheduler  # noqa: E402
-from detectron2.utils.events import EventStorage  # noqa: E402
 
-from insplug.detectron2.solver import build_optimizer  # noqa: E402
 
 ITERS = 100
 
@@ -40,20 +36,7 @@ def test_spatialembeddings_demo_fits_shapes(d2_shapes, tmp_path):
     dicts = get_detection_dataset_dicts(cfg.DATASETS.TRAIN, filter_empty=True)[:4]
     mapper = DatasetMapper(cfg, is_train=True, augmentations=[T.ResizeShortestEdge(128, 128)])
     batch = [mapper(dict(d)) for d in dicts]
-    torch.manual_seed(0)
-    model = build_model(cfg).train()
-    optimizer = build_optimizer(cfg, model)
-    scheduler = build_lr_scheduler(cfg, optimizer)
-    totals = []
-    with EventStorage(0):
-        for _ in range(ITERS):
-            losses = model(batch)
-            total = sum(losses.values())
-            optimizer.zero_grad()
-            total.backward()
-            optimizer.step()
-            scheduler.step()
-            totals.append(float(total))
+    model, totals = train_on_fixed_batch(cfg, batch, ITERS)
     start, end = sum(totals[:5]) / 5, sum(totals[-5:]) / 5
 
     model.eval()

@@ -13,7 +13,7 @@ floors the seen AP; the unseen AP is 0 at this budget, see docs/deviations/zsi.m
 """
 import pytest
 
-from d2_utils import INSTALL_HINT, d2_cfg
+from d2_utils import INSTALL_HINT, d2_cfg, train_on_fixed_batch
 
 pytest.importorskip('detectron2', reason=INSTALL_HINT)
 
@@ -21,11 +21,7 @@ import torch  # noqa: E402
 import detectron2.data.transforms as T  # noqa: E402
 from detectron2.data import DatasetCatalog, DatasetMapper, MetadataCatalog  # noqa: E402
 from detectron2.evaluation import COCOEvaluator  # noqa: E402
-from detectron2.modeling import build_model  # noqa: E402
-from detectron2.solver import build_lr_scheduler  # noqa: E402
-from detectron2.utils.events import EventStorage  # noqa: E402
 
-from insplug.detectron2.solver import build_optimizer  # noqa: E402
 from insplug.detectron2.zsi import register_class_split  # noqa: E402
 
 ITERS = 40
@@ -51,21 +47,7 @@ def test_demo_trains_on_seen_and_evaluates_three_modes(d2_shapes, tmp_path):
     mapper = DatasetMapper(cfg, is_train=True, augmentations=[T.ResizeShortestEdge(128, 128)])
     batch = [mapper(dict(d)) for d in dicts]
     assert all(int(b['instances'].gt_classes.max()) < 4 for b in batch)
-    torch.manual_seed(0)
-    model = build_model(cfg).train()
-    optimizer = build_optimizer(cfg, model)
-    scheduler = build_lr_scheduler(cfg, optimizer)
-    totals = []
-    with EventStorage(0) as storage:
-        for it in range(ITERS):
-            storage.iter = it
-            losses = model(batch)
-            total = sum(losses.values())
-            optimizer.zero_grad()
-            total.backward()
-            optimizer.step()
-            scheduler.step()
-            totals.append(float(total))
+    model, totals = train_on_fixed_batch(cfg, batch, ITERS)
     start, end = sum(totals[:5]) / 5, sum(totals[-5:]) / 5
 
     model.eval()
