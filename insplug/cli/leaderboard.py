@@ -32,14 +32,23 @@ Progress (entry, iteration, elapsed time and the ETA of the whole board: the tim
 far times the entries left) is printed as it goes; leaderboard.md / .json / .png are rewritten
 after every entry, so a partial board is readable while the rest trains. A config may set ``leaderboard = dict(method='SparseInst', family='query-based')``; without
 it the method is the config's file name and the family is guessed from the model type.
+
+A board longer than one sitting: ``--entries DIR`` also keeps each finished row as
+``DIR/NAME.json`` (with the commit, date, machine, thread count and a digest of the config) and
+reads finished rows back from there, so rows can be committed and the board continued
+elsewhere or split over processes (each with its own ``--out``). An entry is finished only for
+the same data, budget and config digest: a changed config trains again. ``--collect`` trains
+nothing: it writes the board from the finished rows and lists the other configs as not run yet.
 """
 import argparse
 import datetime
+import hashlib
 import json
 import os
 import os.path as osp
 import platform
 import statistics
+import subprocess
 import sys
 import time
 
@@ -222,6 +231,38 @@ class Board:
             f'{_fmt_s(eta) if eta is not None else "?"}')
 
 
+def config_digest(cfg):
+    """SHA-1 (12 hex digits) of a config's resolved content: a changed config or base differs."""
+    text = json.dumps(cfg.to_dict(), sort_keys=True, default=repr)
+    return hashlib.sha1(text.encode()).hexdigest()[:12]
+
+
+def _git_commit():
+    repo = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+    try:
+        return subprocess.run(['git', '-C', repo, 'rev-parse', '--short', 'HEAD'],
+                              capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+def _machine():
+    return dict(processor=platform.processor() or platform.machine(), cpus=os.cpu_count())
+
+
+def finished_row(paths, data, budget, digest):
+    """The first of ``paths`` holding a row made with this data, budget and config digest."""
+    for path in paths:
+        if not osp.isfile(path):
+            continue
+        with open(path) as f:
+            row = json.load(f)
+        if (row.get('budget') == budget and row.get('data') == data
+                and row.get('config_digest', digest) == digest):
+            return row, path
+    return None, None
+
+
 def _leaderboard_meta(cfg, name):
     meta = dict(cfg.get('leaderboard', {}))
     model_type = cfg.model.get('type', '?')
@@ -266,18 +307,24 @@ def run_entry(config, args, board, out):
     path = resolve_config(resolve_config_path(config))
     name = config_name(path)
     work_dir = osp.join(out, 'work_dirs', name)
-    entry_path = osp.join(work_dir, ENTRY_FILE)
+    entry_paths = [osp.join(work_dir, ENTRY_FILE)]
+    if args.entries:
+        entry_paths.append(osp.join(args.entries, f'{name}.json'))
     cfg = Config.fromfile(path)
+    digest = config_digest(cfg)
     budget = apply_budget(cfg, args.max_iters, args.max_epochs)
-    if osp.isfile(entry_path):
-        with open(entry_path) as f:
-            row = json.load(f)
-        if row.get('budget') == budget and row.get('data') == args.data:
-            log(f'entry {board.index + 1}/{board.num_entries} {name}: finished earlier '
-                f'({entry_path}), not trained again')
-            row['cached'] = True
-            board.skipped += 1
-            return row
+    row, found = finished_row(entry_paths, args.data, budget, digest)
+    if row is not None:
+        log(f'entry {board.index + 1}/{board.num_entries} {name}: finished earlier '
+            f'({found}), not trained again')
+        row['cached'] = True
+        board.skipped += 1
+        return row
+    if args.collect:
+        log(f'entry {board.index + 1}/{board.num_entries} {name}: not run yet (--collect)')
+        board.skipped += 1
+        return dict(config=config, name=name, data=args.data, budget=budget,
+                    **_leaderboard_meta(cfg, name), pending=True)
     root = args.data_root or DATA[args.data]['root'] or nuclei_root()
     point_at_data(cfg, args.data, root, args.workers)
     cfg.work_dir = work_dir
@@ -307,7 +354,9 @@ def run_entry(config, args, board, out):
     model = runner.model
     row = dict(config=config, name=name, data=args.data, budget=budget, **meta,
                params_m=sum(p.numel() for p in model.parameters()) / 1e6,
-               train_s=train_s, iters=runner.iter, cached=False)
+               train_s=train_s, iters=runner.iter, cached=False, config_digest=digest,
+               commit=_git_commit(), machine=_machine(), threads=torch.get_num_threads(),
+               clock=args.clock, finished=_utc_now(), cfg_options=args.cfg_options)
     prefix = runner.val_evaluator.metrics[0].prefix if runner.val_evaluator.metrics else 'coco'
     for key, metric in METRICS:
         value = metrics.get(f'{prefix}/{metric}')
@@ -318,9 +367,15 @@ def run_entry(config, args, board, out):
     board.train_shares.append(min(1.0, hook.train_seconds_this_run / max(entry_wall, 1e-6)))
     board.entry_started = None
     board.done_fraction += 1
-    with open(entry_path, 'w') as f:
-        json.dump(row, f, indent=2)
+    for path in entry_paths:
+        os.makedirs(osp.dirname(path), exist_ok=True)
+        with open(path, 'w') as f:
+            json.dump(row, f, indent=2)
     return row
+
+
+def _utc_now():
+    return datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')
 
 
 def _f(value, fmt):
@@ -331,9 +386,12 @@ def board_markdown(board):
     rows = sorted(board['rows'], key=lambda r: -1 if r.get('mask_ap') is None
                   else r['mask_ap'], reverse=True)
     m = board['machine']
+    machine = f"{m['processor']}, {m['cpus']} CPUs" if isinstance(m, dict) else m
+    commits = board.get('commits')
     lines = [f"Data: {board['data']} (val: COCO segm); {board['date']}; machine: "
-             f"{m['processor']}, {m['cpus']} CPUs, torch {board['torch']}, "
-             f"{board['threads']} thread(s). Latency: batch 1, median over "
+             f"{machine}, torch {board['torch']}, "
+             + (f"insplug commit(s) {', '.join(commits)}, " if commits else '')
+             + f"{board['threads']} thread(s). Latency: batch 1, median over "
              f"{board['latency_images']} val images, pre-processing to final masks. "
              + ('Train time and latency are CPU time of the process (all threads).'
                 if board.get('clock') == 'cpu' else 'Train time and latency are wall time.'),
@@ -341,6 +399,8 @@ def board_markdown(board):
              '| rank | method | family | config | budget | params (M) | GFLOPs | train time | '
              'latency (ms) | mask AP | AP50 | AP75 | APs |',
              '|---|---|---|---|---|---|---|---|---|---|---|---|---|']
+    pending = [r for r in rows if r.get('pending')]
+    rows = [r for r in rows if not r.get('pending')]
     for rank, r in enumerate(rows, 1):
         if r.get('error'):
             lines.append(f"| - | {r.get('method', r['name'])} | {r.get('family', '-')} | "
@@ -351,6 +411,9 @@ def board_markdown(board):
             _f(r['params_m'], '{:.2f}'), _f(r['gflops'], '{:.1f}'), _fmt_s(r['train_s']),
             _f(r['latency_ms'], '{:.0f}'), _f(r['mask_ap'], '{:.3f}'), _f(r['ap50'], '{:.3f}'),
             _f(r['ap75'], '{:.3f}'), _f(r['aps'], '{:.3f}')]) + ' |')
+    for r in pending:
+        lines.append(f"| - | {r.get('method', r['name'])} | {r.get('family', '-')} | "
+                     f"{r['name']} | {r['budget']}: not run yet |" + ' |' * 8)
     lines += ['', 'AP: COCO mask AP on the val split (a value of -1 from COCOeval, no object '
                   'of that size, is shown as "-").', '']
     return '\n'.join(lines)
@@ -363,6 +426,7 @@ def board_plot(board, path):
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(8, 5))
     points = [r for r in board['rows'] if r.get('latency_ms') is not None
+              and not r.get('pending')
               and r.get('mask_ap') is not None]
     for r in points:
         ax.scatter(r['latency_ms'], r['mask_ap'])
@@ -376,13 +440,23 @@ def board_plot(board, path):
     return len(points)
 
 
+def _common(rows, key, default):
+    """The value of ``key`` shared by every trained row (``default`` when none has it)."""
+    values = {json.dumps(r[key], sort_keys=True) for r in rows if key in r}
+    if not values:
+        return default
+    return json.loads(values.pop()) if len(values) == 1 else 'mixed'
+
+
 def write_board(rows, args, out, started):
-    board = dict(data=args.data, rows=rows, argv=sys.argv[1:],
-                 date=datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC'),
-                 machine=dict(processor=platform.processor() or platform.machine(),
-                              cpus=os.cpu_count()),
-                 torch=torch.__version__, threads=torch.get_num_threads(),
-                 latency_images=args.latency_images, clock=args.clock,
+    trained = [r for r in rows if not r.get('pending') and not r.get('error')]
+    board = dict(data=args.data, rows=rows, argv=sys.argv[1:], date=_utc_now(),
+                 machine=_common(trained, 'machine', _machine()),
+                 torch=torch.__version__,
+                 threads=_common(trained, 'threads', torch.get_num_threads()),
+                 latency_images=args.latency_images,
+                 clock=_common(trained, 'clock', args.clock),
+                 commits=sorted({r['commit'] for r in trained if r.get('commit')}),
                  seconds=time.time() - started)
     with open(osp.join(out, 'leaderboard.json'), 'w') as f:
         json.dump(board, f, indent=2)
@@ -414,6 +488,10 @@ def parse_args(argv=None):
                              'process (comparable when the machine is shared)')
     parser.add_argument('--keep-going', action='store_true',
                         help='record a failing config as a failed row and go on')
+    parser.add_argument('--entries', help='also keep finished rows as ENTRIES/NAME.json and '
+                        'read them back from there (a board continued elsewhere)')
+    parser.add_argument('--collect', action='store_true',
+                        help='train nothing: write the board from finished rows only')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='key=value overrides applied to every config')
     return parser.parse_args(argv)

@@ -26,15 +26,16 @@ def tiny_shapes(tmp_path_factory):
     return str(root)
 
 
-def _argv(root, out):
-    return [*CONFIGS, '--data', 'shapes', '--data-root', root, '--out', out,
+def _argv(root, out, *extra, configs=CONFIGS):
+    return [*configs, '--data', 'shapes', '--data-root', root, '--out', out,
             '--max-iters', '2', '--workers', '0', '--latency-images', '2',
-            '--progress-interval', '1']
+            '--progress-interval', '1', *extra]
 
 
 def test_leaderboard_end_to_end_and_resume(tiny_shapes, tmp_path, capsys):
     out = str(tmp_path / 'board')
-    board = leaderboard.main(_argv(tiny_shapes, out))
+    entries = str(tmp_path / 'entries')
+    board = leaderboard.main(_argv(tiny_shapes, out, '--entries', entries))
     printed = capsys.readouterr().out
     # outputs
     for name in ('leaderboard.md', 'leaderboard.json', 'leaderboard.png'):
@@ -83,6 +84,46 @@ def test_leaderboard_end_to_end_and_resume(tiny_shapes, tmp_path, capsys):
     assert 0 < row['train_s'] <= first['train_s'] + 1.0
     assert row['train_s'] >= 0.5 * first['train_s']
     assert row['mask_ap'] == first['mask_ap']
+
+    # rows kept in --entries: a board continued elsewhere (a fresh --out) trains nothing
+    kept = {n: json.load(open(osp.join(entries, f'{n}.json'))) for n in NAMES}
+    for name, row in kept.items():
+        assert row['commit'] and len(row['config_digest']) == 12 and row['threads'] >= 1
+        assert row['machine']['cpus'] == os.cpu_count() and row['finished'].endswith('UTC')
+    elsewhere = str(tmp_path / 'elsewhere')
+    moved = leaderboard.main(_argv(tiny_shapes, elsewhere, '--entries', entries))
+    printed = capsys.readouterr().out
+    assert printed.count('not trained again') == 2 and 'iter 1/2' not in printed
+    assert not osp.exists(osp.join(elsewhere, 'work_dirs'))
+    assert [r['mask_ap'] for r in moved['rows']] == [kept[n]['mask_ap'] for n in NAMES]
+    assert moved['commits'] == sorted({kept[n]['commit'] for n in NAMES})
+
+    # --collect: finished rows plus the configs not run yet; nothing is trained
+    third = osp.join(REPO, 'configs', 'demo', 'polarmask_r18_shapes.py')
+    collected = leaderboard.main(_argv(tiny_shapes, str(tmp_path / 'collected'), '--entries',
+                                       entries, '--collect', configs=[*CONFIGS, third]))
+    printed = capsys.readouterr().out
+    assert 'not run yet (--collect)' in printed and 'iter 1/2' not in printed
+    assert [bool(r.get('pending')) for r in collected['rows']] == [False, False, True]
+    md = open(osp.join(str(tmp_path / 'collected'), 'leaderboard.md')).read()
+    assert '| polarmask_r18_shapes | 2 iters: not run yet |' in md
+    assert md.index('| 1 | ') < md.index('not run yet')
+
+
+def test_finished_row_needs_same_data_budget_and_config(tmp_path):
+    """A kept row counts only for the data, budget and config digest it was made with."""
+    path = str(tmp_path / 'm.json')
+    with open(path, 'w') as f:
+        json.dump(dict(data='nuclei', budget='9 iters', config_digest='abc', mask_ap=0.3), f)
+    assert leaderboard.finished_row([path], 'nuclei', '9 iters', 'abc')[0]['mask_ap'] == 0.3
+    for data, budget, digest in (('shapes', '9 iters', 'abc'), ('nuclei', '8 iters', 'abc'),
+                                 ('nuclei', '9 iters', 'abd')):
+        assert leaderboard.finished_row([path], data, budget, digest) == (None, None)
+    from mmengine.config import Config
+    a, b = Config.fromfile(CONFIGS[0]), Config.fromfile(CONFIGS[0])
+    assert leaderboard.config_digest(a) == leaderboard.config_digest(b)
+    b.model.criterion.num_classes = 99  # any change of the resolved config changes the digest
+    assert leaderboard.config_digest(a) != leaderboard.config_digest(b)
 
 
 def test_budget_options():
