@@ -20,10 +20,10 @@
 # SharpMask has no row: its second stage trains only the refinement on a trained DeepMask
 # (trunk and heads frozen), i.e. a second config loading this one's checkpoint
 # (docs/leaderboard.md, "Methods without a nuclei row").
-# Schedule: 5000 iterations at batch 2 (24.7 epochs of the 405 training images),
-# sized for ~30 min on 2 idle CPU cores: 3 training iterations measured 0.43 s / iteration
-# of CPU time on one thread (a shared machine: CPU time, not wall time), x0.6 for 2 threads
-# = 0.26 s, plus ~0.1 s of data loading (0.1 CPU s per image); linear warm-up, LR x0.1
+# Schedule: 1810 iterations at batch 2 (8.9 epochs of the 405 training images), sized for 30
+# CPU-minutes of one thread (the board trains two configs side by side on the 2 cores,
+# one thread each): `tools/leaderboard.py CONFIG --data nuclei --threads 1 --measure 6`
+# measured 0.99 CPU s / iteration, data loading included; linear warm-up, LR x0.1
 # at 75% and 90% of the iterations.
 _base_ = ['../deepmask/deepmask_r18_shapes.py', '../_base_/datasets/nuclei_instance.py']
 leaderboard = dict(method='DeepMask', family='proposal (mask windows)')
@@ -37,11 +37,12 @@ test_dataloader = val_dataloader
 val_evaluator = {{_base_.nuclei_val_evaluator}}
 test_evaluator = val_evaluator
 
-max_iters = 5000
+max_iters = 1810
 train_cfg = dict(_delete_=True, type='IterBasedTrainLoop', max_iters=max_iters,
                  val_interval=max_iters)
 param_scheduler = [
-    dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=100),
+    dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0,
+         end=min(100, max_iters // 4)),
     dict(type='MultiStepLR', by_epoch=False, begin=0, end=max_iters,
          milestones=[int(max_iters * 0.75), int(max_iters * 0.9)], gamma=0.1),
 ]

@@ -17,10 +17,10 @@
 #   objects; the 500 best windows of each scale by objectness are assembled (3000 over the
 #   pyramid; a nucleus is at its canonical size on 1-2 scales, so 500 per scale covers the
 #   375 nuclei of the densest image), mask NMS at IoU 0.8 (the paper's), 400 kept.
-# Schedule: 2400 iterations at batch 2 (11.9 epochs of the 405 training images),
-# sized for ~30 min on 2 idle CPU cores: 3 training iterations measured 1.05 s / iteration
-# of CPU time on one thread (a shared machine: CPU time, not wall time), x0.6 for 2 threads
-# = 0.63 s, plus ~0.1 s of data loading (0.1 CPU s per image); linear warm-up, LR x0.1
+# Schedule: 650 iterations at batch 2 (3.2 epochs of the 405 training images), sized for 30
+# CPU-minutes of one thread (the board trains two configs side by side on the 2 cores,
+# one thread each): `tools/leaderboard.py CONFIG --data nuclei --threads 1 --measure 6`
+# measured 2.78 CPU s / iteration, data loading included; linear warm-up, LR x0.1
 # at 75% and 90% of the iterations.
 _base_ = ['../instancefcn/instancefcn_r18_shapes.py', '../_base_/datasets/nuclei_instance.py']
 leaderboard = dict(method='InstanceFCN', family='proposal (instance-sensitive maps)')
@@ -35,11 +35,12 @@ test_dataloader = val_dataloader
 val_evaluator = {{_base_.nuclei_val_evaluator}}
 test_evaluator = val_evaluator
 
-max_iters = 2400
+max_iters = 650
 train_cfg = dict(_delete_=True, type='IterBasedTrainLoop', max_iters=max_iters,
                  val_interval=max_iters)
 param_scheduler = [
-    dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=100),
+    dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0,
+         end=min(100, max_iters // 4)),
     dict(type='MultiStepLR', by_epoch=False, begin=0, end=max_iters,
          milestones=[int(max_iters * 0.75), int(max_iters * 0.9)], gamma=0.1),
 ]

@@ -12,10 +12,10 @@
 #   subdivision steps (7 -> 224 px), more than a <= 80 px nucleus needs: 3 steps (7 -> 56 px,
 #   28 x 28 points each) resolve every nucleus to ~1.5 px and cut the point head's test work
 #   (400 RoIs x steps x 784 points) by 40%.
-# Schedule: 650 iterations at batch 2 (3.2 epochs of the 405 training images),
-# sized for ~30 min on 2 idle CPU cores: 3 training iterations measured 4.23 s / iteration
-# of CPU time on one thread (a shared machine: CPU time, not wall time), x0.6 for 2 threads
-# = 2.54 s, plus ~0.1 s of data loading (0.1 CPU s per image); linear warm-up, LR x0.1
+# Schedule: 270 iterations at batch 2 (1.3 epochs of the 405 training images), sized for 30
+# CPU-minutes of one thread (the board trains two configs side by side on the 2 cores,
+# one thread each): `tools/leaderboard.py CONFIG --data nuclei --threads 1 --measure 6`
+# measured 6.56 CPU s / iteration, data loading included; linear warm-up, LR x0.1
 # at 75% and 90% of the iterations.
 _base_ = ['../demo/point_rend_r18_shapes.py', '../_base_/datasets/nuclei_instance.py']
 leaderboard = dict(method='PointRend (mmdet)', family='two-stage')
@@ -35,11 +35,12 @@ test_dataloader = val_dataloader
 val_evaluator = {{_base_.nuclei_val_evaluator}}
 test_evaluator = val_evaluator
 
-max_iters = 650
+max_iters = 270
 train_cfg = dict(_delete_=True, type='IterBasedTrainLoop', max_iters=max_iters,
                  val_interval=max_iters)
 param_scheduler = [
-    dict(type='LinearLR', start_factor=0.001, by_epoch=False, begin=0, end=100),
+    dict(type='LinearLR', start_factor=0.001, by_epoch=False, begin=0,
+         end=min(100, max_iters // 4)),
     dict(type='MultiStepLR', by_epoch=False, begin=0, end=max_iters,
          milestones=[int(max_iters * 0.75), int(max_iters * 0.9)], gamma=0.1),
 ]

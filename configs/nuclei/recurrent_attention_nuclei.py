@@ -15,10 +15,10 @@
 # - 48 x 48 attention patch (the release's): a glimpse box of a 13-80 px nucleus is sampled at
 #   0.6-3.7x, so the patch CNN's 3 poolings keep >= 6 x 6 cells per nucleus;
 # - 4 poolings in the controller CNN (32 x 32 cells of 16 px: a nucleus is 1-5 cells).
-# Schedule: 350 iterations at batch 2 (1.7 epochs of the 405 training images),
-# sized for ~30 min on 2 idle CPU cores: 3 training iterations measured 8.21 s / iteration
-# of CPU time on one thread (a shared machine: CPU time, not wall time), x0.6 for 2 threads
-# = 4.93 s, plus ~0.1 s of data loading (0.1 CPU s per image); linear warm-up, LR x0.1
+# Schedule: 200 iterations at batch 2 (1.0 epoch of the 405 training images), sized for 30
+# CPU-minutes of one thread (the board trains two configs side by side on the 2 cores,
+# one thread each): `tools/leaderboard.py CONFIG --data nuclei --threads 1 --measure 6`
+# measured 8.81 CPU s / iteration, data loading included; linear warm-up, LR x0.1
 # at 75% and 90% of the iterations.
 _base_ = ['../demo/recurrent_attention_shapes.py', '../_base_/datasets/nuclei_instance.py']
 leaderboard = dict(method='Recurrent attention (20-step cap)',
@@ -33,11 +33,12 @@ test_dataloader = val_dataloader
 val_evaluator = {{_base_.nuclei_val_evaluator}}
 test_evaluator = val_evaluator
 
-max_iters = 350
+max_iters = 200
 train_cfg = dict(_delete_=True, type='IterBasedTrainLoop', max_iters=max_iters,
                  val_interval=max_iters)
 param_scheduler = [
-    dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=100),
+    dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0,
+         end=min(100, max_iters // 4)),
     dict(type='MultiStepLR', by_epoch=False, begin=0, end=max_iters,
          milestones=[int(max_iters * 0.75), int(max_iters * 0.9)], gamma=0.1),
 ]

@@ -14,10 +14,10 @@
 #   at ~50 k foreground pixels a stride of 100 would skip whole small nuclei; 4096 gives each
 #   nucleus >= ~10 points), up to 512 modes merged (default 256 < 375 nuclei), clusters of
 #   >= 32 px (a 13 px nucleus has ~130 px), at most 400 per image.
-# Schedule: 1200 iterations at batch 2 (5.9 epochs of the 405 training images),
-# sized for ~30 min on 2 idle CPU cores: 3 training iterations measured 2.39 s / iteration
-# of CPU time on one thread (a shared machine: CPU time, not wall time), x0.6 for 2 threads
-# = 1.43 s, plus ~0.1 s of data loading (0.1 CPU s per image); linear warm-up, LR x0.1
+# Schedule: 490 iterations at batch 2 (2.4 epochs of the 405 training images), sized for 30
+# CPU-minutes of one thread (the board trains two configs side by side on the 2 cores,
+# one thread each): `tools/leaderboard.py CONFIG --data nuclei --threads 1 --measure 6`
+# measured 3.65 CPU s / iteration, data loading included; linear warm-up, LR x0.1
 # at 75% and 90% of the iterations.
 _base_ = ['../demo/recurrent_embedding_erfnet_shapes.py', '../_base_/datasets/nuclei_instance.py']
 leaderboard = dict(method='Recurrent pixel embedding', family='bottom-up')
@@ -33,11 +33,12 @@ test_dataloader = val_dataloader
 val_evaluator = {{_base_.nuclei_val_evaluator}}
 test_evaluator = val_evaluator
 
-max_iters = 1200
+max_iters = 490
 train_cfg = dict(_delete_=True, type='IterBasedTrainLoop', max_iters=max_iters,
                  val_interval=max_iters)
 param_scheduler = [
-    dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=100),
+    dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0,
+         end=min(100, max_iters // 4)),
     dict(type='MultiStepLR', by_epoch=False, begin=0, end=max_iters,
          milestones=[int(max_iters * 0.75), int(max_iters * 0.9)], gamma=0.1),
 ]

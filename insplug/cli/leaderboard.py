@@ -296,22 +296,62 @@ def _latency_and_flops(model, dataloader, num_images, device='cpu'):
                 input_shape=list(data['inputs'][0].shape[-2:]) if times else None)
 
 
+def _load(config):
+    """``(cfg, name)`` of a config path or name, as written (not pointed at any data yet)."""
+    from mmengine.config import Config
+    from insplug._mmengine_configs import resolve_config_path
+    path = resolve_config(resolve_config_path(config))
+    return Config.fromfile(path), config_name(path)
+
+
+def _point_and_place(cfg, args, work_dir):
+    """Point ``cfg`` at the board's data, to train in ``work_dir`` with the board's seed."""
+    from mmengine.registry import init_default_scope
+    root = args.data_root or DATA[args.data]['root'] or nuclei_root()
+    point_at_data(cfg, args.data, root, args.workers)
+    cfg.work_dir = work_dir
+    cfg.setdefault('runner_type', 'InsplugRunner')
+    cfg.launcher = 'none'
+    cfg.randomness = dict(seed=args.seed)
+    init_default_scope(cfg.get('default_scope', 'insplug'))
+    return cfg
+
+
+def measure(args, out):
+    """``--measure N``: CPU seconds per training iteration of each config, and the iterations
+    that fit ``--size-cpu-min`` (see :mod:`insplug.cli.board_sizing`); writes ``sizing.json``."""
+    import insplug  # noqa: F401
+    from insplug.cli.board_sizing import iterations_for, measure_config
+    from insplug.cli.common import build_runner
+    sizes = {}
+    for config in args.configs:
+        cfg, name = _load(config)
+        _point_and_place(cfg, args, osp.join(out, 'measure', name))
+        if args.cfg_options:  # e.g. a curriculum's start set to the full length
+            cfg.merge_from_dict(args.cfg_options)
+        row = measure_config(cfg, args.measure, build_runner)
+        row.update(threads=torch.get_num_threads(), size_cpu_min=args.size_cpu_min,
+                   fitting_iters=iterations_for(args.size_cpu_min, row['cpu_s_per_iter']))
+        sizes[name] = row
+        log(f"{name}: {row['cpu_s_per_iter']:.2f} CPU s / iteration ({row['threads']} "
+            f"thread(s), data loading included); {row['fitting_iters']} iterations fit "
+            f"{args.size_cpu_min:g} CPU-minutes (the config has {row['config_max_iters']})")
+        with open(osp.join(out, 'sizing.json'), 'w') as f:
+            json.dump(sizes, f, indent=2)
+    return sizes
+
+
 def run_entry(config, args, board, out):
     """Train (or resume), evaluate and measure one config; returns its row (a dict)."""
     import insplug  # noqa: F401
-    from mmengine.config import Config
-    from mmengine.registry import init_default_scope
-    from insplug._mmengine_configs import resolve_config_path
     from insplug.cli.common import build_runner
 
-    path = resolve_config(resolve_config_path(config))
-    name = config_name(path)
+    cfg, name = _load(config)
     work_dir = osp.join(out, 'work_dirs', name)
     entry_paths = [osp.join(work_dir, ENTRY_FILE)]
     if args.entries:
         entry_paths.append(osp.join(args.entries, f'{name}.json'))
-    cfg = Config.fromfile(path)
-    digest = config_digest(cfg)
+    digest = config_digest(cfg)  # before the data paths (machine-specific) are set
     budget = apply_budget(cfg, args.max_iters, args.max_epochs)
     row, found = finished_row(entry_paths, args.data, budget, digest)
     if row is not None:
@@ -325,17 +365,11 @@ def run_entry(config, args, board, out):
         board.skipped += 1
         return dict(config=config, name=name, data=args.data, budget=budget,
                     **_leaderboard_meta(cfg, name), pending=True)
-    root = args.data_root or DATA[args.data]['root'] or nuclei_root()
-    point_at_data(cfg, args.data, root, args.workers)
-    cfg.work_dir = work_dir
-    cfg.setdefault('runner_type', 'InsplugRunner')
-    cfg.launcher = 'none'
-    cfg.randomness = dict(seed=args.seed)
+    _point_and_place(cfg, args, work_dir)
     cfg.resume = True  # from work_dir's last checkpoint when there is one
     cfg.load_from = None
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
-    init_default_scope(cfg.get('default_scope', 'insplug'))
     meta = _leaderboard_meta(cfg, name)
 
     board.entry_started = time.time()
@@ -492,6 +526,12 @@ def parse_args(argv=None):
                         'read them back from there (a board continued elsewhere)')
     parser.add_argument('--collect', action='store_true',
                         help='train nothing: write the board from finished rows only')
+    parser.add_argument('--measure', type=int, metavar='N',
+                        help='train nothing to the end: time N training iterations of each '
+                             'config (CPU s, after 3 warm-up ones) and print the iterations '
+                             'fitting --size-cpu-min')
+    parser.add_argument('--size-cpu-min', type=float, default=30.0,
+                        help='CPU-minutes an entry is sized for (with --measure)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='key=value overrides applied to every config')
     return parser.parse_args(argv)
@@ -505,6 +545,8 @@ def main(argv=None):
         torch.set_num_threads(args.threads)
     out = args.out or osp.join('work_dirs', 'leaderboard', args.data)
     os.makedirs(out, exist_ok=True)
+    if args.measure:
+        return measure(args, out)
     started = time.time()
     board = Board(len(args.configs), args.progress_interval)
     rows = []

@@ -166,3 +166,21 @@ def test_cpu_clock_counts_work_not_waiting():
     board = dict(data='shapes', date='d', machine=dict(processor='p', cpus=2), torch='t',
                  threads=2, latency_images=1, clock='cpu', rows=[])
     assert 'CPU time of the process' in leaderboard.board_markdown(board)
+
+
+def test_measure_sizes_a_schedule_from_cpu_time(tiny_shapes, tmp_path):
+    """``--measure N``: N timed iterations after the warm-up, nothing saved or validated."""
+    from insplug.cli.board_sizing import WARMUP_ITERS, iterations_for
+    out = str(tmp_path / 'sizing')
+    sizes = leaderboard.main([CONFIGS[0], '--data', 'shapes', '--data-root', tiny_shapes,
+                              '--out', out, '--measure', '2', '--workers', '0',
+                              '--size-cpu-min', '0.5'])
+    row = sizes[NAMES[0]]
+    assert len(row['samples']) == WARMUP_ITERS - 1 + 2 and min(row['samples']) > 0
+    assert row['cpu_s_per_iter'] == pytest.approx(sum(row['samples'][-2:]) / 2)
+    assert row['fitting_iters'] == iterations_for(0.5, row['cpu_s_per_iter'])
+    assert json.load(open(osp.join(out, 'sizing.json')))[NAMES[0]]['samples'] == row['samples']
+    assert not any(f.endswith('.pth') for _, _, fs in os.walk(out) for f in fs)
+    # 30 CPU-minutes at 9 s per iteration: 200 iterations (rounded to tens, at least ten)
+    assert iterations_for(30, 9.0) == 200 and iterations_for(30, 8.42) == 210
+    assert iterations_for(0.01, 9.0) == 10
