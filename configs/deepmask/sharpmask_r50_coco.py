@@ -9,6 +9,7 @@ model = dict(
     net=dict(label_size=160, sharpmask=dict(km=32, ks=32, hidden=(64, 64, 64, 32))),
     train_cfg=dict(stage='sharpmask', mask_per_image=4, pos_per_image=0, neg_per_image=0))
 load_from = 'work_dirs/deepmask_r50_coco/iter_600000.pth'  # a trained DeepMask
+load_from_strict = False  # the DeepMask checkpoint has no refinement modules (new here)
 train_cfg = dict(max_iters=1200000, val_interval=100000)
 optim_wrapper = dict(optimizer=dict(lr=0.032, momentum=0.0, weight_decay=0.0))
 param_scheduler = [

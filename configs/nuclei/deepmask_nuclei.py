@@ -17,9 +17,8 @@
 #   1/4 octave; objects below 16 px^2 or 3 px a side are skipped (hardly any nucleus at 512 px);
 # - score weight 1 (release 1/32 over 300 epochs: a short run needs the score branch to
 #   learn as fast as the mask branch, as in the demo).
-# SharpMask has no row: its second stage trains only the refinement on a trained DeepMask
-# (trunk and heads frozen), i.e. a second config loading this one's checkpoint
-# (docs/leaderboard.md, "Methods without a nuclei row").
+# SharpMask's row (sharpmask_nuclei.py) starts from this entry's final checkpoint: its second
+# stage trains only the refinement on the trained DeepMask (trunk and heads frozen).
 # Schedule: 1810 iterations at batch 2 (8.9 epochs of the 405 training images), sized for 30
 # CPU-minutes of one thread (the board trains two configs side by side on the 2 cores,
 # one thread each): `tools/leaderboard.py CONFIG --data nuclei --threads 1 --measure 6`

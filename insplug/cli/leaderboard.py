@@ -39,6 +39,12 @@ reads finished rows back from there, so rows can be committed and the board cont
 elsewhere or split over processes (each with its own ``--out``). An entry is finished only for
 the same data, budget and config digest: a changed config trains again. ``--collect`` trains
 nothing: it writes the board from the finished rows and lists the other configs as not run yet.
+
+A chained entry (``leaderboard = dict(..., init_from='deepmask_nuclei')``: SharpMask trains its
+refinement on a trained DeepMask) starts from the final checkpoint of that entry, which must
+have been trained earlier in the same ``--out`` (a row read back from ``--entries`` has no
+checkpoint); its train time includes the parent's (kept in the parent's checkpoint), since the
+row's model cost both. Once the chained entry has checkpoints of its own it resumes from them.
 """
 import argparse
 import datetime
@@ -263,6 +269,24 @@ def finished_row(paths, data, budget, digest):
     return None, None
 
 
+def _has_checkpoint(work_dir):
+    from mmengine.runner import find_latest_checkpoint
+    return osp.isdir(work_dir) and find_latest_checkpoint(work_dir) is not None
+
+
+def parent_checkpoint(out, name):
+    """The final checkpoint of entry ``name`` trained in ``out`` (a chained entry's start)."""
+    from mmengine.runner import find_latest_checkpoint
+    work_dir = osp.join(out, 'work_dirs', name)
+    checkpoint = find_latest_checkpoint(work_dir) if osp.isdir(work_dir) else None
+    if not osp.isfile(osp.join(work_dir, ENTRY_FILE)) or checkpoint is None:
+        raise RuntimeError(
+            f'this entry starts from the trained {name} (leaderboard.init_from), but {work_dir} '
+            f'holds no finished {name}: list {name} before it on the same command line, with '
+            'the same --out (a row read back from --entries has no checkpoint)')
+    return checkpoint
+
+
 def _leaderboard_meta(cfg, name):
     meta = dict(cfg.get('leaderboard', {}))
     model_type = cfg.model.get('type', '?')
@@ -368,6 +392,12 @@ def run_entry(config, args, board, out):
     _point_and_place(cfg, args, work_dir)
     cfg.resume = True  # from work_dir's last checkpoint when there is one
     cfg.load_from = None
+    init_from = cfg.get('leaderboard', {}).get('init_from')
+    if init_from and not _has_checkpoint(work_dir):
+        # weights only (iteration 0, a new optimizer); partial when the config says so, e.g.
+        # SharpMask's refinement modules are new. The parent's train time comes with it.
+        cfg.resume = False
+        cfg.load_from = parent_checkpoint(out, init_from)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
     meta = _leaderboard_meta(cfg, name)

@@ -184,3 +184,30 @@ def test_measure_sizes_a_schedule_from_cpu_time(tiny_shapes, tmp_path):
     # 30 CPU-minutes at 9 s per iteration: 200 iterations (rounded to tens, at least ten)
     assert iterations_for(30, 9.0) == 200 and iterations_for(30, 8.42) == 210
     assert iterations_for(0.01, 9.0) == 10
+
+
+def test_chained_entry_starts_from_the_trained_parent(tiny_shapes, tmp_path):
+    """``leaderboard.init_from``: SharpMask's refinement trains on the DeepMask entry's model."""
+    import torch
+    from insplug.checkpoints.safe_load import safe_load
+    deepmask = osp.join(REPO, 'configs', 'deepmask', 'deepmask_r18_shapes.py')
+    sharpmask = tmp_path / 'sharpmask_chained.py'
+    sharpmask.write_text(
+        f"_base_ = {osp.join(REPO, 'configs', 'deepmask', 'sharpmask_r18_shapes.py')!r}\n"
+        "leaderboard = dict(method='SharpMask', init_from='deepmask_r18_shapes')\n")
+    out = str(tmp_path / 'board')
+    # without the parent trained in this --out: a clear error, nothing trained
+    with pytest.raises(RuntimeError, match='list deepmask_r18_shapes before it'):
+        leaderboard.main(_argv(tiny_shapes, out, configs=[str(sharpmask)]))
+    board = leaderboard.main(_argv(tiny_shapes, out, configs=[deepmask, str(sharpmask)]))
+    parent, child = board['rows']
+    assert child['init_from'] == 'deepmask_r18_shapes' and child['iters'] == 2
+    assert child['train_s'] > parent['train_s']  # the chain's cost: DeepMask's time included
+
+    def weights(name):
+        path = osp.join(out, 'work_dirs', name, 'iter_2.pth')
+        return safe_load(path)['state_dict']
+    before, after = weights('deepmask_r18_shapes'), weights('sharpmask_chained')
+    # the DeepMask mask head is frozen in the SharpMask stage: the parent's final weights
+    assert torch.equal(before['net.head.mask.weight'], after['net.head.mask.weight'])
+    assert any(k.startswith('net.refine.') for k in after)

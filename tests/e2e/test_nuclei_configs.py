@@ -33,10 +33,10 @@ REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIGS = sorted(glob.glob(osp.join(REPO, 'configs', 'nuclei', '*_nuclei.py')))
 FULL_CHECK = ['mask_rcnn', 'refinemask', 'sparseinst', 'solov2', 'blendmask', 'centermask',
               'embedmask', 'polarmask', 'yolact', 'spatialembeddings', 'discriminative']
-REDUCED_CHECK = ['solo', 'point_rend', 'deepmask', 'instancefcn', 'fcis', 'd2det', 'rsis', 'ris',
-                 'recurrent_attention', 'recurrent_embedding', 'metric_seediness']
+REDUCED_CHECK = ['solo', 'point_rend', 'deepmask', 'sharpmask', 'instancefcn', 'fcis', 'd2det',
+                 'rsis', 'ris', 'recurrent_attention', 'recurrent_embedding', 'metric_seediness']
 # methods of the README component table with no nuclei config (reasons in docs/leaderboard.md)
-WITHOUT_ROW = ['SharpMask', 'BoxCaseg', 'PRM', 'CountSeg', 'ZSI']
+WITHOUT_ROW = ['BoxCaseg', 'PRM', 'CountSeg', 'ZSI']
 REDUCED_SIZE = 128
 REDUCED_KEEP = {'max_per_img': 50, 'num_proposals': 50, 'max_seeds': 50, 'nms_pre': 200,
                 'pre_nms': 200}
@@ -75,6 +75,22 @@ def test_methods_without_a_row_are_documented():
     assert listed == WITHOUT_ROW
     for name in REDUCED_CHECK + FULL_CHECK:  # a method with a row is not also listed
         assert f'**{name}**' not in section[1]
+
+
+def test_chained_entry_starts_from_its_parent():
+    """SharpMask's row trains its refinement on the DeepMask row's final checkpoint."""
+    cfg = Config.fromfile(_path('sharpmask'))
+    assert cfg.leaderboard.init_from == 'deepmask_nuclei' and cfg.load_from_strict is False
+    assert cfg.model.train_cfg.stage == 'sharpmask'
+    from mmdet.registry import MODELS
+    from mmengine.registry import init_default_scope
+    init_default_scope('insplug')
+    child = MODELS.build(cfg.model).state_dict()
+    parent = MODELS.build(Config.fromfile(_path('deepmask')).model).state_dict()
+    # every DeepMask tensor fits; only the refinement is new
+    assert all(child[k].shape == v.shape for k, v in parent.items())
+    new = {k.split('.')[1] for k in set(child) - set(parent)}
+    assert new == {'refine'}, new
 
 
 @pytest.mark.parametrize('config', [_path(n) for n in FULL_CHECK], ids=FULL_CHECK)
