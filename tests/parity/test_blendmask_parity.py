@@ -36,6 +36,9 @@ FIXTURE = os.path.join(os.path.dirname(__file__), '..', 'fixtures', 'official', 
 CONFIG = os.path.join(os.path.dirname(__file__), '..', '..', 'configs', 'blendmask',
                       'blendmask_r50_1x.py')
 TOL = 1e-5
+# float32 boxes (the official inference runs in float32): one ulp is 3.1e-5 at 256-512 px,
+# and machines with different vector maths differ by an ulp, so 1e-5 was sub-ulp
+BOX_TOL = 1e-4
 
 
 @pytest.fixture(scope='module')
@@ -240,7 +243,11 @@ def test_inference_matches_official(golden):
         assert len(r) == len(p['scores']) > 0
         assert torch.equal(r.labels, p['labels'])
         assert (r.scores - p['scores']).abs().max() < TOL
-        assert (r.bboxes - p['boxes']).abs().max() < TOL
+        assert (r.bboxes - p['boxes']).abs().max() < BOX_TOL
         masks = unpack_masks(p)
         assert r.masks.shape == masks.shape
-        assert int((r.masks != masks).sum()) == 0
+        # pixels at the 0.5 threshold may flip with a one-ulp difference of the upsampled
+        # logits: bit-equal where the fixture was recorded, 7 of 655,360 (1.1e-5) on another
+        # machine
+        flipped = int((r.masks != masks).sum())
+        assert flipped <= 5e-5 * masks.numel(), flipped

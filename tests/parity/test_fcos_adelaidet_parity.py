@@ -12,8 +12,9 @@ The official state_dict goes through the FCOS rules of the converters, is loaded
 Tolerances: forward and losses 1e-5 absolute (float64, but the official normalisers are
 float32: AdelaiDet's ``reduce_mean`` casts with ``.float()``, and fvcore's scripted focal loss
 returns float32; measured loss differences <= 8e-8); targets: exact (labels, matched
-objects) and 1e-12 (regression targets); post-processed boxes/scores 1e-5 (the official
-inference runs in float32 because detectron2's NMS casts boxes to float32), labels/order exact.
+objects) and 1e-12 (regression targets); post-processed scores 1e-5 and boxes 1e-4 (the
+official inference runs in float32 because detectron2's NMS casts boxes to float32: one ulp is
+3.1e-5 at 256-512 px), labels/order exact.
 """
 import os
 
@@ -30,6 +31,9 @@ from insplug.registry import MODELS
 HERE = os.path.dirname(__file__)
 CASES = ['blendmask', 'default']
 TOL = 1e-5
+# float32 boxes (the official inference runs in float32): one ulp is 3.1e-5 at 256-512 px,
+# and machines with different vector maths differ by an ulp, so 1e-5 was sub-ulp
+BOX_TOL = 1e-4
 
 
 def load(case):
@@ -122,7 +126,7 @@ def test_predictions_match_official(case):
         assert len(r) == len(p['scores']) > 0
         assert torch.equal(r.labels, p['labels'])
         assert (r.scores - p['scores']).abs().max() < TOL
-        assert (r.bboxes - p['boxes']).abs().max() < TOL
+        assert (r.bboxes - p['boxes']).abs().max() < BOX_TOL
         assert torch.equal(r.points, p['locations'])
         assert torch.equal(r.levels, p['levels'])
         assert (r.param_preds - p['top_feats']).abs().max() < TOL

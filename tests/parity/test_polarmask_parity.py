@@ -90,7 +90,9 @@ def test_targets(golden, head):
         assert torch.equal(labels, ref_labels)
         pos = ref['pos']
         assert torch.equal(boxes[pos], ref['boxes'])
-        assert float((rays[pos] - ref['rays'][:, order]).abs().max()) == 0.0
+        # float32 ray lengths (<= ~100 px): within an ulp or two (7.6e-6 at 64-128 px);
+        # bit-equal on the machine that recorded the fixture, one ulp off on another
+        assert float((rays[pos] - ref['rays'][:, order]).abs().max()) <= 1.6e-5
         # the fixture exercises the 1e-6 fill of rays with no contour pixel in +-3 degrees
     assert any((t['rays'] == 1e-6).any() for t in golden['targets'])
 
