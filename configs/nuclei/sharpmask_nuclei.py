@@ -23,13 +23,13 @@ load_from_strict = False  # the DeepMask checkpoint has no refinement modules (n
 optim_wrapper = dict(optimizer=dict(momentum=0.0, weight_decay=0.0))
 
 max_iters = 1900
-train_cfg = dict(_delete_=True, type='IterBasedTrainLoop', max_iters=max_iters,
-                 val_interval=max_iters)
+# the schedule of deepmask_nuclei.py at this length (its values were computed from its own
+# max_iters, so the ones that depend on it are restated)
+train_cfg = dict(max_iters=max_iters, val_interval=max_iters)
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0,
          end=min(100, max_iters // 4)),
     dict(type='MultiStepLR', by_epoch=False, begin=0, end=max_iters,
          milestones=[int(max_iters * 0.75), int(max_iters * 0.9)], gamma=0.1),
 ]
-default_hooks = dict(checkpoint=dict(_delete_=True, type='CheckpointHook', by_epoch=False,
-                                     interval=min(500, max_iters // 2), max_keep_ckpts=2))
+default_hooks = dict(checkpoint=dict(interval=min(500, max_iters // 2)))
