@@ -60,7 +60,9 @@ import time
 
 import torch
 
-from insplug.cli.benchmark import _dets_per_image, _timed, config_name, resolve_config
+from insplug.cli.benchmark import _dets_per_image, _sync, config_name, resolve_config
+from insplug.cli.loss_trace import META_KEY as LOSS_TRACE_KEY
+from insplug.cli.loss_trace import LossTrace
 
 DATA = {
     'nuclei': dict(type='NucleiDataset', root=None),  # resolved by nuclei_root()
@@ -158,12 +160,14 @@ def apply_budget(cfg, max_iters=None, max_epochs=None):
     return f'{loop.get("max_epochs")} epochs (config)'
 
 
-def _make_hooks(board):
+def _make_hooks(board, resuming=True):
     from mmengine.hooks import Hook
 
     class LeaderboardHook(Hook):
-        """Train time kept in checkpoints (summed over resumes); board progress with ETA."""
-        priority = 'VERY_LOW'
+        """Train time and the loss trace kept in checkpoints (over resumes); progress, ETA."""
+        # LOW: after the loggers, but before CheckpointHook (VERY_LOW), so that a checkpoint
+        # saved after iteration i carries the loss of iteration i
+        priority = 'LOW'
 
         def __init__(self):
             self.before = 0.0  # seconds trained by earlier (interrupted) runs
@@ -171,9 +175,13 @@ def _make_hooks(board):
             self.val_s = 0.0  # validation inside runner.train() (mmengine's loops validate
             self.metrics = None  # after the last iteration / epoch): not train time
             self.val_start = None
+            self.loss_trace = LossTrace()
 
         def after_load_checkpoint(self, runner, checkpoint):
-            self.before = float(checkpoint.get('meta', {}).get(TRAIN_TIME_KEY, 0.0))
+            meta = checkpoint.get('meta', {})
+            self.before = float(meta.get(TRAIN_TIME_KEY, 0.0))
+            if resuming and LOSS_TRACE_KEY in meta:  # not a chained parent's trace
+                self.loss_trace.load_state_dict(meta[LOSS_TRACE_KEY])
 
         def before_train(self, runner):
             self.start = _clock()
@@ -192,8 +200,11 @@ def _make_hooks(board):
 
         def before_save_checkpoint(self, runner, checkpoint):
             checkpoint.setdefault('meta', {})[TRAIN_TIME_KEY] = self.train_seconds()
+            checkpoint['meta'][LOSS_TRACE_KEY] = self.loss_trace.state_dict()
 
         def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+            if outputs and 'loss' in outputs:
+                self.loss_trace.update(outputs['loss'])
             done = runner.iter + 1
             if done % board.progress_interval == 0 or done == runner.max_iters:
                 board.progress(done, runner.max_iters)
@@ -296,7 +307,12 @@ def _leaderboard_meta(cfg, name):
 
 
 def _latency_and_flops(model, dataloader, num_images, device='cpu'):
-    """Median ``test_step`` latency (ms, batch 1) on real images; FLOPs/image of the first."""
+    """Median ``test_step`` latency (ms, batch 1) on real images; FLOPs/image of the first.
+
+    Two runs per image: a warm-up (the FLOP-counting pass for the first image) and the timed
+    run, whose detections are the ones counted (a third run only to count them costs minutes
+    at 400 kept detections per image).
+    """
     from torch.utils.flop_counter import FlopCounterMode
     from mmengine.dataset import pseudo_collate
     dataset = dataloader.dataset
@@ -310,11 +326,14 @@ def _latency_and_flops(model, dataloader, num_images, device='cpu'):
                 with counter:
                     model.test_step(data)
                 gflops = counter.get_total_flops() / 1e9
-            # one warm-up (the FLOP pass for the first image), one timed run per image
-            t = _timed(lambda: model.test_step(data), 1, 0 if i == 0 else 1, device,
-                       clock=_clock)
-            times += t
-            dets.append(_dets_per_image(model.test_step(data)))
+            else:
+                model.test_step(data)  # warm-up at this image's shape
+            _sync(device)
+            start = _clock()
+            outputs = model.test_step(data)
+            _sync(device)
+            times.append(_clock() - start)
+            dets.append(_dets_per_image(outputs))
     return dict(latency_ms=statistics.median(times) * 1e3 if times else None,
                 gflops=gflops, dets_per_img=statistics.mean(dets) if dets else None,
                 input_shape=list(data['inputs'][0].shape[-2:]) if times else None)
@@ -404,7 +423,7 @@ def run_entry(config, args, board, out):
 
     board.entry_started = time.time()
     runner = build_runner(cfg)
-    hook = _make_hooks(board)
+    hook = _make_hooks(board, resuming=cfg.resume)
     runner.register_hook(hook)
     runner.train()
     train_s = hook.train_seconds()
@@ -420,7 +439,8 @@ def run_entry(config, args, board, out):
                params_m=sum(p.numel() for p in model.parameters()) / 1e6,
                train_s=train_s, iters=runner.iter, cached=False, config_digest=digest,
                commit=_git_commit(), machine=_machine(), threads=torch.get_num_threads(),
-               clock=args.clock, finished=_utc_now(), cfg_options=args.cfg_options)
+               clock=args.clock, finished=_utc_now(), cfg_options=args.cfg_options,
+               **hook.loss_trace.summary())
     prefix = runner.val_evaluator.metrics[0].prefix if runner.val_evaluator.metrics else 'coco'
     for key, metric in METRICS:
         value = metrics.get(f'{prefix}/{metric}')
@@ -446,11 +466,16 @@ def _f(value, fmt):
     return '-' if value is None else fmt.format(value)
 
 
+def _machine_text(machine):
+    if isinstance(machine, dict):
+        return f"{machine['processor']}, {machine['cpus']} CPUs"
+    return machine
+
+
 def board_markdown(board):
     rows = sorted(board['rows'], key=lambda r: -1 if r.get('mask_ap') is None
                   else r['mask_ap'], reverse=True)
-    m = board['machine']
-    machine = f"{m['processor']}, {m['cpus']} CPUs" if isinstance(m, dict) else m
+    machine = _machine_text(board['machine'])
     commits = board.get('commits')
     lines = [f"Data: {board['data']} (val: COCO segm); {board['date']}; machine: "
              f"{machine}, torch {board['torch']}, "
@@ -461,26 +486,36 @@ def board_markdown(board):
                 if board.get('clock') == 'cpu' else 'Train time and latency are wall time.'),
              '',
              '| rank | method | family | config | budget | params (M) | GFLOPs | train time | '
-             'latency (ms) | mask AP | AP50 | AP75 | APs |',
-             '|---|---|---|---|---|---|---|---|---|---|---|---|---|']
+             'train loss | latency (ms) | mask AP | AP50 | AP75 | APs |',
+             '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|']
     pending = [r for r in rows if r.get('pending')]
     rows = [r for r in rows if not r.get('pending')]
     for rank, r in enumerate(rows, 1):
         if r.get('error'):
             lines.append(f"| - | {r.get('method', r['name'])} | {r.get('family', '-')} | "
-                         f"{r['name']} | failed: {r['error']} |" + ' |' * 8)
+                         f"{r['name']} | failed: {r['error']} |" + ' |' * 9)
             continue
         lines.append('| ' + ' | '.join([
             str(rank), r['method'], r['family'], r['name'], r['budget'],
             _f(r['params_m'], '{:.2f}'), _f(r['gflops'], '{:.1f}'), _fmt_s(r['train_s']),
-            _f(r['latency_ms'], '{:.0f}'), _f(r['mask_ap'], '{:.3f}'), _f(r['ap50'], '{:.3f}'),
+            _loss_cell(r), _f(r['latency_ms'], '{:.0f}'), _f(r['mask_ap'], '{:.3f}'), _f(r['ap50'], '{:.3f}'),
             _f(r['ap75'], '{:.3f}'), _f(r['aps'], '{:.3f}')]) + ' |')
     for r in pending:
         lines.append(f"| - | {r.get('method', r['name'])} | {r.get('family', '-')} | "
-                     f"{r['name']} | {r['budget']}: not run yet |" + ' |' * 8)
+                     f"{r['name']} | {r['budget']}: not run yet |" + ' |' * 9)
     lines += ['', 'AP: COCO mask AP on the val split (a value of -1 from COCOeval, no object '
-                  'of that size, is shown as "-").', '']
+                  'of that size, is shown as "-"). Train loss: the mean total loss of the first '
+                  'and of the last 20 iterations; **diverged** when the run ended higher than it '
+                  'began or met a non-finite loss ("-": a row recorded before losses were kept).',
+              '']
     return '\n'.join(lines)
+
+
+def _loss_cell(row):
+    if row.get('loss_first') is None:
+        return '**diverged** (non-finite)' if row.get('diverged') else '-'
+    cell = f"{row['loss_first']:.3g} → {row['loss_last']:.3g}"
+    return f'{cell} **diverged**' if row.get('diverged') else cell
 
 
 def board_plot(board, path):
@@ -497,7 +532,9 @@ def board_plot(board, path):
         ax.annotate(r['method'], (r['latency_ms'], r['mask_ap']), fontsize=7)
     ax.set_xlabel('inference latency (ms / image, batch 1)')
     ax.set_ylabel(f"mask AP ({board['data']} val)")
-    ax.set_title(f"{board['data']} leaderboard: mask AP vs latency", fontsize=9)
+    machine = _machine_text(board['machine'])
+    ax.set_title(f"{board['data']} leaderboard: mask AP vs latency ({board['date']}; "
+                 f"{machine}; {board['threads']} thread(s))", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

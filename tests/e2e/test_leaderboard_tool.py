@@ -53,6 +53,7 @@ def test_leaderboard_end_to_end_and_resume(tiny_shapes, tmp_path, capsys):
         assert row['iters'] == 2 and row['budget'] == '2 iters' and not row['cached']
         assert row['params_m'] > 1 and row['gflops'] > 0.1
         assert row['train_s'] > 0 and row['latency_ms'] > 0
+        assert 0 < row['loss_first'] <= row['loss_max'] and row['loss_non_finite'] == 0
         for key in ('mask_ap', 'ap50', 'ap75'):
             assert 0.0 <= row[key] <= 1.0, (row['name'], key, row[key])
     md = open(osp.join(out, 'leaderboard.md')).read()
@@ -84,6 +85,8 @@ def test_leaderboard_end_to_end_and_resume(tiny_shapes, tmp_path, capsys):
     assert 0 < row['train_s'] <= first['train_s'] + 1.0
     assert row['train_s'] >= 0.5 * first['train_s']
     assert row['mask_ap'] == first['mask_ap']
+    # the loss trace came with the checkpoint too
+    assert (row['loss_first'], row['loss_last']) == (first['loss_first'], first['loss_last'])
 
     # rows kept in --entries: a board continued elsewhere (a fresh --out) trains nothing
     kept = {n: json.load(open(osp.join(entries, f'{n}.json'))) for n in NAMES}
@@ -147,13 +150,17 @@ def test_board_markdown_ranks_by_mask_ap_and_lists_failures(tmp_path):
     board = dict(data='shapes', date='2026-01-01 00:00 UTC', torch='x', threads=1,
                  latency_images=1, machine=dict(processor='cpu', cpus=2),
                  rows=[row('low', 0.1, 10.0), dict(name='broken', error='ValueError: x'),
-                       row('high', 0.5, 20.0)])
+                       row('high', 0.5, 20.0),
+                       dict(row('lost', 0.0, 30.0), loss_first=2.0, loss_last=351.0,
+                            diverged=True)])
     lines = leaderboard.board_markdown(board).splitlines()
     ranked = [line for line in lines if line.startswith('| 1 ') or line.startswith('| 2 ')]
     assert ranked[0].startswith('| 1 | HIGH |') and ranked[1].startswith('| 2 | LOW |')
     assert '| 0:01:01 |' in ranked[0] and '| 0.500 | 0.500 | - | - |' in ranked[0]
     assert any('broken' in line and 'failed: ValueError: x' in line for line in lines)
-    assert leaderboard.board_plot(board, str(tmp_path / 'p.png')) == 2
+    assert [line for line in lines if '| LOST |' in line][0].count('| 2 → 351 **diverged** |')
+    assert '| - | 10 |' in ranked[1]  # a row recorded before losses were kept
+    assert leaderboard.board_plot(board, str(tmp_path / 'p.png')) == 3
 
 
 def test_cpu_clock_counts_work_not_waiting():
