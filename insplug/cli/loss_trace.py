@@ -22,7 +22,8 @@ class LossTrace:
         self.non_finite = 0
 
     def update(self, loss):
-        loss = float(loss)
+        """``loss``: a float or a 0-d tensor (``log_vars['loss']`` still holds its graph)."""
+        loss = float(loss.detach()) if hasattr(loss, 'detach') else float(loss)
         if not math.isfinite(loss):
             self.non_finite += 1
             return
