@@ -51,7 +51,9 @@ setup(
                        'tabulate', 'yacs', 'tensorboard'],
         # cityscapesscripts: the official Cityscapes evaluator (InsplugCityscapesMetric)
         # onnx, onnxruntime, onnxscript (torch.onnx imports it): tests/deploy (ONNX export)
-        'test': ['pytest', 'pytest-timeout', 'faster-coco-eval', 'cityscapesscripts', 'onnx',
+        # pytest-xdist: `make test` runs the suite in one process per core (each test uses
+        # one thread, tests/conftest.py)
+        'test': ['pytest', 'pytest-timeout', 'pytest-xdist', 'faster-coco-eval', 'cityscapesscripts', 'onnx',
                  'onnxruntime', 'onnxscript'],
     },
 )
