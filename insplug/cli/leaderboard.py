@@ -69,6 +69,7 @@ DATA = {
     'shapes': dict(type='ShapesDataset', root='data/shapes/'),
 }
 ENTRY_FILE = 'leaderboard_entry.json'
+RESULT_NEUTRAL_OPTIONS = ('default_hooks.', 'log_processor.')  # --cfg-options keys
 TRAIN_TIME_KEY = 'leaderboard_train_s'
 CLOCKS = {'wall': time.perf_counter, 'cpu': time.process_time}
 _clock = CLOCKS['wall']  # set by main(): what train time and latency are measured in
@@ -248,8 +249,19 @@ class Board:
             f'{_fmt_s(eta) if eta is not None else "?"}')
 
 
-def config_digest(cfg):
-    """SHA-1 (12 hex digits) of a config's resolved content: a changed config or base differs."""
+def config_digest(cfg, cfg_options=None):
+    """SHA-1 (12 hex digits) of a config's resolved content: a changed config or base differs.
+
+    ``cfg_options`` (``--cfg-options``) are part of it, except the ones that cannot change a
+    result (``default_hooks.*``, ``log_processor.*``: checkpoint and log intervals), so a row
+    trained with checkpoints every 50 iterations is the config's row, and one trained with
+    another learning rate is not.
+    """
+    options = {key: value for key, value in (cfg_options or {}).items()
+               if not key.startswith(RESULT_NEUTRAL_OPTIONS)}
+    if options:
+        cfg = cfg.copy()
+        cfg.merge_from_dict(options)
     text = json.dumps(cfg.to_dict(), sort_keys=True, default=repr)
     return hashlib.sha1(text.encode()).hexdigest()[:12]
 
@@ -394,7 +406,8 @@ def run_entry(config, args, board, out):
     entry_paths = [osp.join(work_dir, ENTRY_FILE)]
     if args.entries:
         entry_paths.append(osp.join(args.entries, f'{name}.json'))
-    digest = config_digest(cfg)  # before the data paths (machine-specific) are set
+    # before the data paths (machine-specific) are set
+    digest = config_digest(cfg, args.cfg_options)
     budget = apply_budget(cfg, args.max_iters, args.max_epochs)
     row, found = finished_row(entry_paths, args.data, budget, digest)
     if row is not None:

@@ -127,6 +127,12 @@ def test_finished_row_needs_same_data_budget_and_config(tmp_path):
     assert leaderboard.config_digest(a) == leaderboard.config_digest(b)
     b.model.criterion.num_classes = 99  # any change of the resolved config changes the digest
     assert leaderboard.config_digest(a) != leaderboard.config_digest(b)
+    # --cfg-options: checkpoint / log intervals keep the row, a learning rate does not
+    neutral = {'default_hooks.checkpoint.interval': 50, 'log_processor.window_size': 5}
+    assert leaderboard.config_digest(a, neutral) == leaderboard.config_digest(a)
+    lr = dict(neutral, **{'optim_wrapper.optimizer.lr': 1e-9})
+    assert leaderboard.config_digest(a, lr) != leaderboard.config_digest(a)
+    assert a.optim_wrapper.optimizer.lr != 1e-9  # the digest did not change the config
 
 
 def test_budget_options():
