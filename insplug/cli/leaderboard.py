@@ -61,6 +61,7 @@ import time
 import torch
 
 from insplug.cli.benchmark import _dets_per_image, _sync, config_name, resolve_config
+from insplug.cli.board_steps import point_salient_at_shapes, train_on_pseudo_masks
 from insplug.cli.loss_trace import META_KEY as LOSS_TRACE_KEY
 from insplug.cli.loss_trace import LossTrace
 
@@ -304,7 +305,8 @@ def parent_checkpoint(out, name):
     checkpoint = find_latest_checkpoint(work_dir) if osp.isdir(work_dir) else None
     if not osp.isfile(osp.join(work_dir, ENTRY_FILE)) or checkpoint is None:
         raise RuntimeError(
-            f'this entry starts from the trained {name} (leaderboard.init_from), but {work_dir} '
+            f'this entry starts from the trained {name} (leaderboard.init_from or '
+            f'pseudo_masks_from), but {work_dir} '
             f'holds no finished {name}: list {name} before it on the same command line, with '
             'the same --out (a row read back from --entries has no checkpoint)')
     return checkpoint
@@ -382,6 +384,8 @@ def measure(args, out):
     for config in args.configs:
         cfg, name = _load(config)
         _point_and_place(cfg, args, osp.join(out, 'measure', name))
+        # a step's cost is its own: no parent's pseudo masks (the true ones time the same)
+        _prepare_steps(cfg, out, None, pseudo_masks=False)
         if args.cfg_options:  # e.g. a curriculum's start set to the full length
             cfg.merge_from_dict(args.cfg_options)
         row = measure_config(cfg, args.measure, build_runner)
@@ -394,6 +398,21 @@ def measure(args, out):
         with open(osp.join(out, 'sizing.json'), 'w') as f:
             json.dump(sizes, f, indent=2)
     return sizes
+
+
+def _prepare_steps(cfg, out, work_dir, pseudo_masks=True):
+    """An entry made of steps (``insplug/cli/board_steps.py``); returns the earlier steps' s."""
+    meta = cfg.get('leaderboard', {})
+    if meta.get('salient') == 'shapes':
+        point_salient_at_shapes(cfg.train_dataloader.dataset.salient, out)
+    parent = meta.get('pseudo_masks_from')
+    if not parent or not pseudo_masks:
+        return 0.0
+    os.makedirs(work_dir, exist_ok=True)
+    parent_dir = osp.join(out, 'work_dirs', parent)
+    return train_on_pseudo_masks(_innermost(cfg.train_dataloader.dataset), work_dir, parent_dir,
+                                 osp.join(parent_dir, ENTRY_FILE),
+                                 parent_checkpoint(out, parent), _clock)
 
 
 def run_entry(config, args, board, out):
@@ -430,6 +449,7 @@ def run_entry(config, args, board, out):
         # SharpMask's refinement modules are new. The parent's train time comes with it.
         cfg.resume = False
         cfg.load_from = parent_checkpoint(out, init_from)
+    steps_s = _prepare_steps(cfg, out, work_dir)  # BoxCaseg's salient set / pseudo masks
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
     meta = _leaderboard_meta(cfg, name)
@@ -439,7 +459,7 @@ def run_entry(config, args, board, out):
     hook = _make_hooks(board, resuming=cfg.resume)
     runner.register_hook(hook)
     runner.train()
-    train_s = hook.train_seconds()
+    train_s = hook.train_seconds() + steps_s
     hook.train_seconds_this_run = train_s - hook.before
     metrics = hook.metrics  # the loop's validation after its last iteration / epoch
     if metrics is None:  # resumed a run whose training had finished: nothing validated it
@@ -501,8 +521,9 @@ def board_markdown(board):
              '| rank | method | family | config | budget | params (M) | GFLOPs | train time | '
              'train loss | latency (ms) | mask AP | AP50 | AP75 | APs |',
              '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|']
-    pending = [r for r in rows if r.get('pending')]
-    rows = [r for r in rows if not r.get('pending')]
+    steps = [r for r in rows if r.get('step_of')]  # part of another row: not ranked
+    pending = [r for r in rows if r.get('pending') and not r.get('step_of')]
+    rows = [r for r in rows if not r.get('pending') and not r.get('step_of')]
     for rank, r in enumerate(rows, 1):
         if r.get('error'):
             lines.append(f"| - | {r.get('method', r['name'])} | {r.get('family', '-')} | "
@@ -516,6 +537,13 @@ def board_markdown(board):
     for r in pending:
         lines.append(f"| - | {r.get('method', r['name'])} | {r.get('family', '-')} | "
                      f"{r['name']} | {r['budget']}: not run yet |" + ' |' * 9)
+    if steps:
+        lines += ['', 'Steps of a row above (not ranked; their train time is in the row\'s):']
+        for r in steps:
+            done = ('not run yet' if r.get('pending') else
+                    f"mask AP {_f(r.get('mask_ap'), '{:.3f}')}, AP50 {_f(r.get('ap50'), '{:.3f}')}"
+                    f" with the val set's true boxes given; train time {_fmt_s(r['train_s'])}")
+            lines.append(f"- {r['name']}: step of {r['step_of']} ({r['budget']}): {done}")
     lines += ['', 'AP: COCO mask AP on the val split (a value of -1 from COCOeval, no object '
                   'of that size, is shown as "-"). Train loss: the mean total loss of the first '
                   'and of the last 20 iterations; **diverged** when the run ended higher than it '
@@ -538,7 +566,7 @@ def board_plot(board, path):
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(8, 5))
     points = [r for r in board['rows'] if r.get('latency_ms') is not None
-              and not r.get('pending')
+              and not r.get('pending') and not r.get('step_of')
               and r.get('mask_ap') is not None]
     for r in points:
         ax.scatter(r['latency_ms'], r['mask_ap'])

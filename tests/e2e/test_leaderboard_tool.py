@@ -224,3 +224,50 @@ def test_chained_entry_starts_from_the_trained_parent(tiny_shapes, tmp_path):
     # the DeepMask mask head is frozen in the SharpMask stage: the parent's final weights
     assert torch.equal(before['net.head.mask.weight'], after['net.head.mask.weight'])
     assert any(k.startswith('net.refine.') for k in after)
+
+
+def test_boxcaseg_row_trains_mask_rcnn_on_the_segmenter_pseudo_masks(tiny_shapes, tmp_path,
+                                                                    monkeypatch):
+    """BoxCaseg's steps: salient crops of a generated shapes set, the segmenter (a step, not
+    ranked), then a Mask R-CNN trained on the segmenter's pseudo masks of the training boxes."""
+    from insplug.cli import board_steps
+    from pycocotools import mask as mask_utils
+    monkeypatch.setattr(board_steps, 'SALIENT_SOURCE_IMAGES', 6)
+    segmenter = tmp_path / 'bc_segmenter.py'
+    segmenter.write_text(
+        f"_base_ = {osp.join(REPO, 'configs', 'boxcaseg', 'boxcaseg_hrnet_tiny_shapes.py')!r}\n"
+        "leaderboard = dict(method='BoxCaseg segmenter', step_of='bc_rcnn', salient='shapes')\n")
+    rcnn = tmp_path / 'bc_rcnn.py'
+    rcnn.write_text(
+        f"_base_ = {osp.join(REPO, 'configs', 'boxcaseg', 'mask_rcnn_r18_pseudo_shapes.py')!r}\n"
+        "leaderboard = dict(method='BoxCaseg', pseudo_masks_from='bc_segmenter')\n")
+    out = str(tmp_path / 'board')
+    with pytest.raises(RuntimeError, match='list bc_segmenter before it'):
+        leaderboard.main(_argv(tiny_shapes, out, configs=[str(rcnn)]))
+    board = leaderboard.main(_argv(tiny_shapes, out, configs=[str(segmenter), str(rcnn)]))
+    step, row = board['rows']
+    assert step['step_of'] == 'bc_rcnn' and step['iters'] == 2 and row['iters'] == 2
+    assert row['train_s'] > step['train_s']  # the segmenter's time and the pass included
+    salient = json.load(open(osp.join(out, 'salient_shapes', 'salient', 'annotations.json')))
+    assert len(salient['images']) == len(salient['annotations']) > 0  # one object per crop
+
+    # the Mask R-CNN trained on pseudo.json: the true training boxes, the segmenter's masks
+    work = osp.join(out, 'work_dirs', 'bc_rcnn')
+    pseudo = json.load(open(osp.join(work, 'pseudo.json')))
+    truth = json.load(open(osp.join(tiny_shapes, 'train', 'annotations.json')))
+    assert [a['bbox'] for a in pseudo['annotations']] == [a['bbox'] for a in truth['annotations']]
+
+    def decode(ann, info):
+        segm = ann['segmentation']
+        if isinstance(segm, list):
+            segm = mask_utils.merge(mask_utils.frPyObjects(segm, info['height'], info['width']))
+        return mask_utils.decode(segm)
+    info = {i['id']: i for i in truth['images']}
+    assert any((decode(p, info[p['image_id']]) != decode(t, info[t['image_id']])).any()
+               for p, t in zip(pseudo['annotations'], truth['annotations']))
+    assert osp.join(work, 'pseudo.json') in open(osp.join(work, 'bc_rcnn.py')).read()
+
+    md = open(osp.join(out, 'leaderboard.md')).read()
+    ranked = [line for line in md.splitlines() if line.startswith('| 1 |')]
+    assert len(ranked) == 1 and '| bc_rcnn |' in ranked[0] and '| 2 |' not in md
+    assert "- bc_segmenter: step of bc_rcnn (2 iters): mask AP" in md

@@ -35,8 +35,10 @@ FULL_CHECK = ['mask_rcnn', 'refinemask', 'sparseinst', 'solov2', 'blendmask', 'c
               'embedmask', 'polarmask', 'yolact', 'spatialembeddings', 'discriminative']
 REDUCED_CHECK = ['solo', 'point_rend', 'deepmask', 'sharpmask', 'instancefcn', 'fcis', 'd2det',
                  'rsis', 'ris', 'recurrent_attention', 'recurrent_embedding', 'metric_seediness']
+# BoxCaseg's two board entries: the segmenter (a step) and the Mask R-CNN on its pseudo masks
+BOXCASEG = ['boxcaseg_segmenter', 'boxcaseg']
 # methods of the README component table with no nuclei config (reasons in docs/leaderboard.md)
-WITHOUT_ROW = ['BoxCaseg', 'PRM', 'CountSeg', 'ZSI']
+WITHOUT_ROW = ['PRM', 'CountSeg', 'ZSI']
 REDUCED_SIZE = 128
 REDUCED_KEEP = {'max_per_img': 50, 'num_proposals': 50, 'max_seeds': 50, 'nms_pre': 200,
                 'pre_nms': 200}
@@ -62,7 +64,7 @@ class IterTimer(Hook):
 
 def test_every_method_has_a_nuclei_config():
     names = {osp.basename(c).replace('_nuclei.py', '') for c in CONFIGS}
-    assert names == set(FULL_CHECK) | set(REDUCED_CHECK)
+    assert names == set(FULL_CHECK) | set(REDUCED_CHECK) | set(BOXCASEG)
     assert not set(FULL_CHECK) & set(REDUCED_CHECK)
 
 
@@ -91,6 +93,43 @@ def test_chained_entry_starts_from_its_parent():
     assert all(child[k].shape == v.shape for k, v in parent.items())
     new = {k.split('.')[1] for k in set(child) - set(parent)}
     assert new == {'refine'}, new
+
+
+def test_boxcaseg_steps_on_nuclei(nuclei_root, tmp_path, monkeypatch):
+    """BoxCaseg's row is the baseline Mask R-CNN on pseudo masks; its segmenter step trains on
+    nuclei boxes (masks never loaded) plus salient crops of a generated shapes set."""
+    from insplug.cli import board_steps
+    from insplug.cli.common import build_runner
+    from mmengine.registry import init_default_scope
+    row, baseline = Config.fromfile(_path('boxcaseg')), Config.fromfile(_path('mask_rcnn'))
+    assert row.leaderboard.pseudo_masks_from == 'boxcaseg_segmenter_nuclei'
+    assert row.model == baseline.model and row.optim_wrapper == baseline.optim_wrapper
+    assert row.train_cfg == baseline.train_cfg
+    assert row.train_dataloader.dataset.ann_file == 'train/pseudo.json'
+
+    cfg = Config.fromfile(_path('boxcaseg_segmenter'))
+    assert cfg.leaderboard.step_of == 'boxcaseg_nuclei' and cfg.leaderboard.salient == 'shapes'
+    boxes = cfg.train_dataloader.dataset.dataset
+    assert boxes.type == 'NucleiDataset' and any(t['type'] == 'BoxesOnly' for t in boxes.pipeline)
+    assert [t for t in boxes.pipeline if t['type'] == 'LoadAnnotations'][0]['with_mask'] is False
+    assert cfg.train_cfg.type == 'IterBasedTrainLoop' and cfg.train_cfg.max_iters >= 100
+    point_at_data(cfg, 'nuclei', nuclei_root, workers=0)
+    monkeypatch.setattr(board_steps, 'SALIENT_SOURCE_IMAGES', 4)
+    board_steps.point_salient_at_shapes(cfg.train_dataloader.dataset.salient, str(tmp_path))
+    cfg.work_dir = str(tmp_path / 'work')
+    cfg.train_cfg.max_iters, cfg.train_cfg.val_interval = 1, 10  # one iteration, no val pass
+    cfg.default_hooks.checkpoint.interval = 10
+    init_default_scope('insplug')
+    runner = build_runner(cfg)
+    losses = []
+
+    class Losses(Hook):
+        def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+            losses.append({k: float(v) for k, v in outputs.items()})
+    runner.register_hook(Losses())
+    runner.train()
+    assert len(losses) == 1 and all(torch.isfinite(torch.tensor(v)) for v in losses[0].values())
+    assert {'loss_mil', 'loss_salient'} <= set(losses[0]), losses[0]
 
 
 @pytest.mark.parametrize('config', [_path(n) for n in FULL_CHECK], ids=FULL_CHECK)
