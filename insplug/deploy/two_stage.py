@@ -1,4 +1,5 @@
-"""Traceable full-model export of mmdet two-stage instance segmenters (RefineMask, Mask R-CNN).
+"""Traceable full-model export of mmdet two-stage instance segmenters (RefineMask, Mask R-CNN,
+PointRend).
 
 Shapes: H x W the fixed input size; Hp x Wp padded; A anchors over all FPN levels; P proposals
 (data-dependent, <= the RPN's ``max_per_img``); C classes; K = the R-CNN ``max_per_img``
@@ -24,7 +25,9 @@ computation written with tensor ops only, each step the mmdet 3.3 step it mirror
 * Fixed-size outputs: the kept detections are padded with score -1 rows to K slots; ``valid``
   marks the real ones (in descending score order, as mmdet returns them).
 * Masks: the mask head on the K slots (RefineMask: semantic branch, SFM stages and the
-  boundary-aware merge; Mask R-CNN: the label's channel), sigmoid, pasted into H x W with the
+  boundary-aware merge; Mask R-CNN: the label's channel; PointRend: the coarse head on
+  mmcv's ``SimpleRoIAlign`` point grid, then mmdet's own subdivision steps, whose shapes are
+  fixed by the K slots and the point count), sigmoid, pasted into H x W with the
   paste geometry of :mod:`insplug.core.postprocess.paste` over the whole image (bit-identical to
   the windowed paster: every pixel uses the same float formula; a fixed-size graph cannot size a
   window per box), ``>= mask_thr_binary``.
@@ -128,8 +131,9 @@ def paste_whole_image(probs: Tensor, boxes: Tensor, height: int, width: int) -> 
 
 def supports_two_stage(model) -> bool:
     """True for mmdet two-stage models this wrapper reproduces: ``RPNHead`` +
-    ``StandardRoIHead`` (or insplug's ``RefineRoIHead``) with a ``SingleRoIExtractor``, a
-    delta-coded box head and an ``FCNMaskHead`` or ``RefineMaskHead``."""
+    ``StandardRoIHead`` + ``FCNMaskHead``, insplug's ``RefineRoIHead`` + ``RefineMaskHead`` or
+    mmdet's ``PointRendRoIHead`` + ``CoarseMaskHead``, with a ``SingleRoIExtractor`` and a
+    delta-coded box head."""
     roi_head = getattr(model, 'roi_head', None)
     rpn = getattr(model, 'rpn_head', None)
     if roi_head is None or rpn is None or getattr(roi_head, 'mask_head', None) is None:
@@ -137,15 +141,16 @@ def supports_two_stage(model) -> bool:
     names = (type(rpn).__name__, type(roi_head).__name__, type(roi_head.mask_head).__name__,
              type(roi_head.bbox_roi_extractor).__name__,
              type(roi_head.bbox_head.bbox_coder).__name__)
-    return (names[0] == 'RPNHead' and names[1] in ('StandardRoIHead', 'RefineRoIHead')
-            and names[2] in ('FCNMaskHead', 'RefineMaskHead')
+    heads = {'StandardRoIHead': ('FCNMaskHead',), 'RefineRoIHead': ('RefineMaskHead',),
+             'PointRendRoIHead': ('CoarseMaskHead',)}
+    return (names[0] == 'RPNHead' and names[2] in heads.get(names[1], ())
             and names[3] == 'SingleRoIExtractor' and names[4] == 'DeltaXYWHBBoxCoder'
             and not roi_head.bbox_head.reg_class_agnostic)
 
 
 class TwoStageFull(nn.Module):
-    """RefineMask / Mask R-CNN, pre-processing to final instances, for one (1, 3, H, W) BGR
-    image (see the module docstring for each step).
+    """RefineMask / Mask R-CNN / PointRend, pre-processing to final instances, for one
+    (1, 3, H, W) BGR image (see the module docstring for each step).
 
     Outputs (in this order):
         ``scores`` (K,) float32 (-1 where not valid), ``labels`` (K,) int64,
@@ -239,7 +244,12 @@ class TwoStageFull(nn.Module):
         head = roi_head.mask_head
         rois = torch.cat([torch.zeros_like(boxes[:, :1]), boxes], 1)
         extractor = roi_head.mask_roi_extractor
-        roi_feats = pool_rois_all_levels(extractor, feats[:extractor.num_inputs], rois)
+        if type(extractor).__name__ == 'GenericRoIExtractor':
+            # PointRend: mmcv's SimpleRoIAlign is bilinear point sampling on a regular grid
+            # per RoI (grid_sample; ONNX GridSample), traceable as it is
+            roi_feats = extractor(feats[:extractor.num_inputs], rois)
+        else:
+            roi_feats = pool_rois_all_levels(extractor, feats[:extractor.num_inputs], rois)
         if type(head).__name__ == 'RefineMaskHead':
             semantic_feats, semantic_logits = head.forward_semantic(
                 roi_head._semantic_input(feats))
@@ -247,6 +257,11 @@ class TwoStageFull(nn.Module):
                                                   rois, labels)
             return head.test_logits(stage_logits).sigmoid()
         logits = head(roi_feats)  # (K, C or 1, S, S)
+        if type(roi_head).__name__ == 'PointRendRoIHead':
+            # mmdet's own subdivision (fixed shapes: K slots, a fixed number of points per
+            # step): upsample x2, the most uncertain points of the label's channel (top-k),
+            # their fine-grained (bilinear) and coarse features, the point head, scatter
+            logits = roi_head._mask_point_forward_test(feats, rois, labels, logits)
         if head.class_agnostic:
             logits = logits[:, 0]
         else:
