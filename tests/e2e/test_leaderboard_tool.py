@@ -199,23 +199,38 @@ def test_measure_sizes_a_schedule_from_cpu_time(tiny_shapes, tmp_path):
     assert iterations_for(0.01, 9.0) == 10
 
 
+def _config_with_board_keys(folder, name, base, leaderboard_keys):
+    """``folder/name.py``: the repository config ``base`` with a ``leaderboard`` dict."""
+    path = folder / f'{name}.py'
+    path.write_text(f"_base_ = {osp.join(REPO, 'configs', *base.split('/'))!r}\n"
+                    f"leaderboard = dict({leaderboard_keys})\n")
+    return str(path)
+
+
+def _train_chain(root, out, parent, child, parent_name):
+    """The child entry alone fails, naming the parent; both train; returns their rows. The
+    child's train time includes the parent's."""
+    with pytest.raises(RuntimeError, match=f'list {parent_name} before it'):
+        leaderboard.main(_argv(root, out, configs=[child]))
+    parent_row, child_row = leaderboard.main(_argv(root, out, configs=[parent, child]))['rows']
+    assert parent_row['iters'] == 2 and child_row['iters'] == 2
+    assert child_row['train_s'] > parent_row['train_s']
+    return parent_row, child_row
+
+
 def test_chained_entry_starts_from_the_trained_parent(tiny_shapes, tmp_path):
     """``leaderboard.init_from``: SharpMask's refinement trains on the DeepMask entry's model."""
     import torch
     from insplug.checkpoints.safe_load import safe_load
     deepmask = osp.join(REPO, 'configs', 'deepmask', 'deepmask_r18_shapes.py')
-    sharpmask = tmp_path / 'sharpmask_chained.py'
-    sharpmask.write_text(
-        f"_base_ = {osp.join(REPO, 'configs', 'deepmask', 'sharpmask_r18_shapes.py')!r}\n"
-        "leaderboard = dict(method='SharpMask', init_from='deepmask_r18_shapes')\n")
+    sharpmask = _config_with_board_keys(tmp_path, 'sharpmask_chained',
+                                        'deepmask/sharpmask_r18_shapes.py',
+                                        "method='SharpMask', init_from='deepmask_r18_shapes'")
     out = str(tmp_path / 'board')
-    # without the parent trained in this --out: a clear error, nothing trained
-    with pytest.raises(RuntimeError, match='list deepmask_r18_shapes before it'):
-        leaderboard.main(_argv(tiny_shapes, out, configs=[str(sharpmask)]))
-    board = leaderboard.main(_argv(tiny_shapes, out, configs=[deepmask, str(sharpmask)]))
-    parent, child = board['rows']
-    assert child['init_from'] == 'deepmask_r18_shapes' and child['iters'] == 2
-    assert child['train_s'] > parent['train_s']  # the chain's cost: DeepMask's time included
+    # without the parent trained in this --out: a clear error, nothing trained; the chain's
+    # cost includes DeepMask's time
+    _, child = _train_chain(tiny_shapes, out, deepmask, sharpmask, 'deepmask_r18_shapes')
+    assert child['init_from'] == 'deepmask_r18_shapes'
 
     def weights(name):
         path = osp.join(out, 'work_dirs', name, 'iter_2.pth')
@@ -233,21 +248,15 @@ def test_boxcaseg_row_trains_mask_rcnn_on_the_segmenter_pseudo_masks(tiny_shapes
     from insplug.cli import board_steps
     from pycocotools import mask as mask_utils
     monkeypatch.setattr(board_steps, 'SALIENT_SOURCE_IMAGES', 6)
-    segmenter = tmp_path / 'bc_segmenter.py'
-    segmenter.write_text(
-        f"_base_ = {osp.join(REPO, 'configs', 'boxcaseg', 'boxcaseg_hrnet_tiny_shapes.py')!r}\n"
-        "leaderboard = dict(method='BoxCaseg segmenter', step_of='bc_rcnn', salient='shapes')\n")
-    rcnn = tmp_path / 'bc_rcnn.py'
-    rcnn.write_text(
-        f"_base_ = {osp.join(REPO, 'configs', 'boxcaseg', 'mask_rcnn_r18_pseudo_shapes.py')!r}\n"
-        "leaderboard = dict(method='BoxCaseg', pseudo_masks_from='bc_segmenter')\n")
+    segmenter = _config_with_board_keys(
+        tmp_path, 'bc_segmenter', 'boxcaseg/boxcaseg_hrnet_tiny_shapes.py',
+        "method='BoxCaseg segmenter', step_of='bc_rcnn', salient='shapes'")
+    rcnn = _config_with_board_keys(tmp_path, 'bc_rcnn', 'boxcaseg/mask_rcnn_r18_pseudo_shapes.py',
+                                   "method='BoxCaseg', pseudo_masks_from='bc_segmenter'")
     out = str(tmp_path / 'board')
-    with pytest.raises(RuntimeError, match='list bc_segmenter before it'):
-        leaderboard.main(_argv(tiny_shapes, out, configs=[str(rcnn)]))
-    board = leaderboard.main(_argv(tiny_shapes, out, configs=[str(segmenter), str(rcnn)]))
-    step, row = board['rows']
-    assert step['step_of'] == 'bc_rcnn' and step['iters'] == 2 and row['iters'] == 2
-    assert row['train_s'] > step['train_s']  # the segmenter's time and the pass included
+    # the row's train time includes the segmenter's and the pseudo-mask pass
+    step, row = _train_chain(tiny_shapes, out, segmenter, rcnn, 'bc_segmenter')
+    assert step['step_of'] == 'bc_rcnn'
     salient = json.load(open(osp.join(out, 'salient_shapes', 'salient', 'annotations.json')))
     assert len(salient['images']) == len(salient['annotations']) > 0  # one object per crop
 
