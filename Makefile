@@ -8,7 +8,8 @@ DEMO_CONFIG ?= configs/demo/refinemask_r18_shapes.py
 DEMO_WORK_DIR ?= work_dirs/demo_refinemask
 # test processes: one per core ("auto"); every test runs on one thread (tests/conftest.py), so
 # one process leaves the other cores idle. Files are kept whole (--dist loadfile): a module's
-# trained fixture is built once. TEST_WORKERS=0 runs the suite in this process.
+# trained fixture is built once; they are handed out in collection order, costly folders first
+# (tests/conftest.py). TEST_WORKERS=0 runs the suite in this process.
 TEST_WORKERS ?= auto
 
 .PHONY: install demo test data clean
@@ -33,7 +34,7 @@ demo: data
 		--work-dir $(DEMO_WORK_DIR)
 
 test: install
-	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 clean:
 	rm -rf $(VENV) work_dirs data
