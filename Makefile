@@ -8,9 +8,9 @@ DEMO_CONFIG ?= configs/demo/refinemask_r18_shapes.py
 DEMO_WORK_DIR ?= work_dirs/demo_refinemask
 # test processes: one per logical CPU ("logical"; "auto" counts physical cores when psutil is
 # installed: one on a 2-vCPU machine with hyper-threading). Every test runs on one thread
-# (tests/conftest.py), so a single process would leave the other cores idle. Files are kept whole (--dist loadfile): a module's
-# trained fixture is built once; they are handed out in collection order, costly folders first
-# (tests/conftest.py). TEST_WORKERS=0 runs the suite in this process.
+# (tests/conftest.py), so a single process would leave the other cores idle. Files are kept
+# whole (--dist loadfile): a module's trained fixture is built once. They are handed out in
+# collection order, costly folders first (tests/conftest.py). TEST_WORKERS=0: one process.
 TEST_WORKERS ?= logical
 
 .PHONY: install demo test data clean
