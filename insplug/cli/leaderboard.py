@@ -15,23 +15,27 @@ For each config, in order:
 3. measure parameters, FLOPs per image (``torch.utils.flop_counter`` over one inference, as
    ``tools/benchmark.py`` counts them) and the inference latency (``model.test_step``:
    pre-processing, forward and post-processing, batch 1, median over ``--latency-images`` real
-   val images, each timed once after one warm-up, with ``insplug.cli.benchmark``'s timer).
+   val images, each timed once after one warm-up; the timed run's detections are counted);
+4. keep the training loss trace (``insplug.cli.loss_trace``): a row whose loss ended higher
+   than it began, or met a non-finite value, is marked diverged.
 
 Train time is the time spent in ``runner.train()``, summed over resumed runs (it is kept in
 each checkpoint's ``meta``). ``--clock wall`` (default) measures train time and latency in wall
 seconds; ``--clock cpu`` in the process's CPU seconds (all threads, ``time.process_time``), which
 stay comparable between entries when the board shares the machine with other work (e.g. run with
-``nice``); the clock is recorded in the board. ``--data`` names the data set: ``nuclei`` (``../shared/data/nuclei``,
-DSB2018, ``NucleiDataset``) or ``shapes`` (the bundled synthetic set, ``data/shapes``); every
-loader and evaluator of the config is pointed at it (``--data-root`` to use another copy).
+``nice``); the clock is recorded in the board. ``--data`` names the data set: ``nuclei``
+(``../shared/data/nuclei``, DSB2018, ``NucleiDataset``) or ``shapes`` (the bundled synthetic
+set, ``data/shapes``); every loader and evaluator of the config is pointed at it
+(``--data-root`` to use another copy).
 ``--max-iters N`` replaces the schedule by N iterations (short linear warm-up, then constant LR)
 and ``--max-epochs N`` caps an epoch-based schedule at N epochs: the budget is recorded in each
 row. A rerun with another budget or data set trains that entry again, continuing from its work
 dir's last checkpoint (a longer budget extends the run); use a new ``--out`` for a fresh board.
 Progress (entry, iteration, elapsed time and the ETA of the whole board: the time per entry so
 far times the entries left) is printed as it goes; leaderboard.md / .json / .png are rewritten
-after every entry, so a partial board is readable while the rest trains. A config may set ``leaderboard = dict(method='SparseInst', family='query-based')``; without
-it the method is the config's file name and the family is guessed from the model type.
+after every entry, so a partial board is readable while the rest trains. A config may set
+``leaderboard = dict(method='SparseInst', family='query-based')``; without it the method is the
+config's file name and the family is guessed from the model type.
 
 A board longer than one sitting: ``--entries DIR`` also keeps each finished row as
 ``DIR/NAME.json`` (with the commit, date, machine, thread count and a digest of the config) and
@@ -45,6 +49,8 @@ refinement on a trained DeepMask) starts from the final checkpoint of that entry
 have been trained earlier in the same ``--out`` (a row read back from ``--entries`` has no
 checkpoint); its train time includes the parent's (kept in the parent's checkpoint), since the
 row's model cost both. Once the chained entry has checkpoints of its own it resumes from them.
+BoxCaseg's row is made of steps in the same way (``step_of``, ``salient``,
+``pseudo_masks_from``: see :mod:`insplug.cli.board_steps`).
 """
 import argparse
 import datetime
@@ -532,8 +538,8 @@ def board_markdown(board):
         lines.append('| ' + ' | '.join([
             str(rank), r['method'], r['family'], r['name'], r['budget'],
             _f(r['params_m'], '{:.2f}'), _f(r['gflops'], '{:.1f}'), _fmt_s(r['train_s']),
-            _loss_cell(r), _f(r['latency_ms'], '{:.0f}'), _f(r['mask_ap'], '{:.3f}'), _f(r['ap50'], '{:.3f}'),
-            _f(r['ap75'], '{:.3f}'), _f(r['aps'], '{:.3f}')]) + ' |')
+            _loss_cell(r), _f(r['latency_ms'], '{:.0f}'), _f(r['mask_ap'], '{:.3f}'),
+            _f(r['ap50'], '{:.3f}'), _f(r['ap75'], '{:.3f}'), _f(r['aps'], '{:.3f}')]) + ' |')
     for r in pending:
         lines.append(f"| - | {r.get('method', r['name'])} | {r.get('family', '-')} | "
                      f"{r['name']} | {r['budget']}: not run yet |" + ' |' * 9)
