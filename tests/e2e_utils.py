@@ -48,7 +48,7 @@ def point_config_at_data(cfg, data_root, train_ann, val_ann, train_img='train/im
 
 
 def train_and_evaluate(config, data, work_dir, max_iters, lr=None, warmup_iters=5,
-                       evaluate_on='val', batch_size=2, cfg_options=None, seed=0):
+                       evaluate_on='val', batch_size=2, cfg_options=None, seed=0, hooks=()):
     """Train ``config`` for ``max_iters`` iterations on ``data`` and evaluate.
 
     Args:
@@ -59,6 +59,7 @@ def train_and_evaluate(config, data, work_dir, max_iters, lr=None, warmup_iters=
         lr: optional base learning rate overriding the config's.
         evaluate_on: 'val', or 'train' to measure fitting on the training images.
         cfg_options: dict merged into the config last.
+        hooks: more hook objects to register on the runner.
 
     Returns:
         dict with ``losses`` (list of floats, one per iteration) and ``metrics`` (dict).
@@ -86,6 +87,8 @@ def train_and_evaluate(config, data, work_dir, max_iters, lr=None, warmup_iters=
     runner = Runner.from_cfg(cfg)
     recorder = LossRecorder()
     runner.register_hook(recorder)
+    for hook in hooks:
+        runner.register_hook(hook)
     runner.train()
     with torch.no_grad():
         metrics = runner.val()

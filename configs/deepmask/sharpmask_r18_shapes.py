@@ -1,9 +1,16 @@
-# SharpMask on the shapes set (CPU demo): the DeepMask demo plus the refinement (km = ks = 16),
-# second stage only (trunk and DeepMask heads frozen); set load_from to a trained
-# deepmask_r18_shapes checkpoint.
+# SharpMask on the shapes set (CPU demo): the DeepMask demo plus the refinement at the release's
+# widths (km = ks = 32, first horizontal convs 64/64/64/32), second stage only (trunk and
+# DeepMask heads frozen); set load_from to a trained deepmask_r18_shapes checkpoint.
+# Not narrower: at km = ks = 16 the last refinement module has a single channel, and on a
+# trained demo DeepMask its horizontal + vertical sum is negative at every pixel at
+# initialisation, so the ReLU passes nothing and every refinement weight gets a zero gradient
+# (only the final bias learns the foreground prior). Measured on the DeepMask of
+# tests/e2e/test_deepmask_e2e.py (seed 0) then 300 SharpMask iterations: km = 16 left 43 of the 44
+# refinement tensors (all but the final bias) at their initial values, segm mAP 0.000; km = 32 moved
+# every one, segm mAP 0.043 / mAP75 0.018 (the DeepMask's own: 0.016 / 0.000).
 _base_ = './deepmask_r18_shapes.py'
 model = dict(
-    net=dict(label_size=64, sharpmask=dict(km=16, ks=16, hidden=(32, 32, 32, 16))),
+    net=dict(label_size=64, sharpmask=dict(km=32, ks=32, hidden=(64, 64, 64, 32))),
     train_cfg=dict(stage='sharpmask', pos_per_image=0, neg_per_image=0))
 load_from = None
 load_from_strict = False  # the DeepMask checkpoint has no refinement modules (new here)

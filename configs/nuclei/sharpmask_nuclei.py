@@ -4,14 +4,14 @@
 # modules with the trunk and the DeepMask heads frozen), so this entry starts from the final
 # checkpoint of the deepmask_nuclei entry (leaderboard.init_from: list deepmask_nuclei before it,
 # with the same --out) and its train time includes DeepMask's.
-# - the release's refinement widths (km = ks = 32, hidden 64, 64, 64, 32; 64-px labels),
-#   everything else DeepMask's nuclei settings. Not the CPU demo's km = ks = 16: its last
-#   module has a single channel, and on the trained deepmask_nuclei model that channel is
-#   negative at every pixel at initialisation (horizontal max -0.05, vertical max -0.015), so
-#   the ReLU passes nothing and every refinement weight gets a zero gradient: the board's first
-#   SharpMask run (2026-12-02) learned only the final bias (constant logit -1.41, the
-#   foreground prior; loss 0.63 -> 0.50) and scored mask AP 0.000. With km = 32 the last module
-#   has two channels and non-zero gradients at initialisation (probe: final conv 0.044);
+# - the release's refinement widths (km = ks = 32, hidden 64, 64, 64, 32; 64-px labels), everything
+#   else DeepMask's nuclei settings. Not km = ks = 16 (the CPU demo's former widths): its last
+#   module has a single channel, and on the trained deepmask_nuclei model that channel is negative
+#   at every pixel at initialisation (horizontal max -0.05, vertical max -0.015), so the ReLU passes
+#   nothing and every refinement weight gets a zero gradient: the board's first SharpMask run
+#   (2026-12-02) learned only the final bias (constant logit -1.41, the foreground prior; loss 0.63
+#   -> 0.50) and scored mask AP 0.000. With km = 32 the last module has two channels and non-zero
+#   gradients at initialisation (probe: final conv 0.044);
 # - only mask windows are trained (the score head is frozen with the trunk), SGD without
 #   momentum or weight decay (the demo's).
 # Schedule: 1900 iterations at batch 2 (9.4 epochs of the 405 training images), sized for 30

@@ -129,7 +129,7 @@ class _Tree:
         return LuaObject('nn.DeepMask', dict(trunk=trunk, maskBranch=mask,
                                              scoreBranch=score_branch, fSz=fsz))
 
-    def sharpmask(self, km=16, ks=16, hidden=(32, 32, 32, 16), **kw):
+    def sharpmask(self, km=32, ks=32, hidden=(64, 64, 64, 32), **kw):
         """``SharpMask.lua``: the DeepMask parts + createHorizontal / createVertical / refs;
         ``refs[k]`` holds the same neths[k] / netvs[k] objects (shared references)."""
         dm = self.deepmask(**kw)
