@@ -30,7 +30,10 @@ model = dict(
         std=[58.395, 57.12, 57.375],
         bgr_to_rgb=True,
         pad_size_divisor=64),
-    backbone=dict(type='ResNet', depth=18, base_channels=32, out_indices=(0,), frozen_stages=-1,
+    # num_stages=1: only stage 1 is used, and mmdet's ResNet runs every stage it builds (stages
+    # 2-4 cost compute and parameters and never got a gradient: insplug.cli.gradient_watch)
+    backbone=dict(type='ResNet', depth=18, base_channels=32, num_stages=1, out_indices=(0,),
+                  strides=(1,), dilations=(1,), frozen_stages=-1,
                   norm_cfg=dict(type='BN', requires_grad=True), norm_eval=False,
                   style='pytorch', init_cfg=None),
     head=dict(

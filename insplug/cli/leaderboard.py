@@ -17,7 +17,9 @@ For each config, in order:
    pre-processing, forward and post-processing, batch 1, median over ``--latency-images`` real
    val images, each timed once after one warm-up; the timed run's detections are counted);
 4. keep the training loss trace (``insplug.cli.loss_trace``): a row whose loss ended higher
-   than it began, or met a non-finite value, is marked diverged.
+   than it began, or met a non-finite value, is marked diverged; and watch the gradients
+   (``insplug.cli.gradient_watch``): a row names the trainable tensors that never had a
+   non-zero gradient.
 
 Train time is the time spent in ``runner.train()``, summed over resumed runs (it is kept in
 each checkpoint's ``meta``). ``--clock wall`` (default) measures train time and latency in wall
@@ -68,6 +70,8 @@ import torch
 
 from insplug.cli.benchmark import _dets_per_image, _sync, config_name, resolve_config
 from insplug.cli.board_steps import point_salient_at_shapes, train_on_pseudo_masks
+from insplug.cli.gradient_watch import META_KEY as GRADIENT_WATCH_KEY
+from insplug.cli.gradient_watch import GradientWatch
 from insplug.cli.loss_trace import META_KEY as LOSS_TRACE_KEY
 from insplug.cli.loss_trace import LossTrace
 
@@ -172,7 +176,8 @@ def _make_hooks(board, resuming=True):
     from mmengine.hooks import Hook
 
     class LeaderboardHook(Hook):
-        """Train time and the loss trace kept in checkpoints (over resumes); progress, ETA."""
+        """Train time, the loss trace and the gradient watch kept in checkpoints (over resumes);
+        progress, ETA."""
         # LOW: after the loggers, but before CheckpointHook (VERY_LOW), so that a checkpoint
         # saved after iteration i carries the loss of iteration i
         priority = 'LOW'
@@ -184,16 +189,20 @@ def _make_hooks(board, resuming=True):
             self.metrics = None  # after the last iteration / epoch): not train time
             self.val_start = None
             self.loss_trace = LossTrace()
+            self.gradient_watch = GradientWatch()
 
         def after_load_checkpoint(self, runner, checkpoint):
             meta = checkpoint.get('meta', {})
             self.before = float(meta.get(TRAIN_TIME_KEY, 0.0))
             if resuming and LOSS_TRACE_KEY in meta:  # not a chained parent's trace
                 self.loss_trace.load_state_dict(meta[LOSS_TRACE_KEY])
+            if resuming and GRADIENT_WATCH_KEY in meta:
+                self.gradient_watch.load_state_dict(meta[GRADIENT_WATCH_KEY])
 
         def before_train(self, runner):
             self.start = _clock()
             board.entry_start_iter = runner.iter
+            self.gradient_watch.attach(runner.model)
 
         def train_seconds(self):
             return self.before + (_clock() - self.start - self.val_s if self.start else 0.0)
@@ -209,13 +218,18 @@ def _make_hooks(board, resuming=True):
         def before_save_checkpoint(self, runner, checkpoint):
             checkpoint.setdefault('meta', {})[TRAIN_TIME_KEY] = self.train_seconds()
             checkpoint['meta'][LOSS_TRACE_KEY] = self.loss_trace.state_dict()
+            checkpoint['meta'][GRADIENT_WATCH_KEY] = self.gradient_watch.state_dict()
 
         def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
             if outputs and 'loss' in outputs:
                 self.loss_trace.update(outputs['loss'])
+            self.gradient_watch.release_reached()
             done = runner.iter + 1
             if done % board.progress_interval == 0 or done == runner.max_iters:
                 board.progress(done, runner.max_iters)
+
+        def after_train(self, runner):
+            self.gradient_watch.detach()
     return LeaderboardHook()
 
 
@@ -479,7 +493,7 @@ def run_entry(config, args, board, out):
                train_s=train_s, iters=runner.iter, cached=False, config_digest=digest,
                commit=_git_commit(), machine=_machine(), threads=torch.get_num_threads(),
                clock=args.clock, finished=_utc_now(), cfg_options=args.cfg_options,
-               **hook.loss_trace.summary())
+               **hook.loss_trace.summary(), **hook.gradient_watch.summary())
     prefix = runner.val_evaluator.metrics[0].prefix if runner.val_evaluator.metrics else 'coco'
     for key, metric in METRICS:
         value = metrics.get(f'{prefix}/{metric}')
@@ -553,7 +567,9 @@ def board_markdown(board):
     lines += ['', 'AP: COCO mask AP on the val split (a value of -1 from COCOeval, no object '
                   'of that size, is shown as "-"). Train loss: the mean total loss of the first '
                   'and of the last 20 iterations; **diverged** when the run ended higher than it '
-                  'began or met a non-finite loss ("-": a row recorded before losses were kept).',
+                  'began or met a non-finite loss ("-": a row recorded before losses were kept); '
+                  '"no gradient": trainable tensors that never had a non-zero gradient, a part '
+                  'of the network that did not learn (the entry JSON names them).',
               '']
     return '\n'.join(lines)
 
@@ -562,7 +578,11 @@ def _loss_cell(row):
     if row.get('loss_first') is None:
         return '**diverged** (non-finite)' if row.get('diverged') else '-'
     cell = f"{row['loss_first']:.3g} → {row['loss_last']:.3g}"
-    return f'{cell} **diverged**' if row.get('diverged') else cell
+    if row.get('diverged'):
+        cell += ' **diverged**'
+    if row.get('no_grad_tensors'):
+        cell += f" **no gradient: {row['no_grad_tensors']} of {row['grad_watched']} tensors**"
+    return cell
 
 
 def board_plot(board, path):

@@ -54,6 +54,10 @@ def test_leaderboard_end_to_end_and_resume(tiny_shapes, tmp_path, capsys):
         assert row['params_m'] > 1 and row['gflops'] > 0.1
         assert row['train_s'] > 0 and row['latency_ms'] > 0
         assert 0 < row['loss_first'] <= row['loss_max'] and row['loss_non_finite'] == 0
+        # every trainable tensor was watched; those never reached in 2 iterations are named
+        assert row['grad_watched'] > 50
+        assert 0 <= row['no_grad_tensors'] < row['grad_watched']
+        assert len(row['no_grad_names']) == min(10, row['no_grad_tensors'])
         for key in ('mask_ap', 'ap50', 'ap75'):
             assert 0.0 <= row[key] <= 1.0, (row['name'], key, row[key])
     md = open(osp.join(out, 'leaderboard.md')).read()
@@ -87,6 +91,9 @@ def test_leaderboard_end_to_end_and_resume(tiny_shapes, tmp_path, capsys):
     assert row['mask_ap'] == first['mask_ap']
     # the loss trace came with the checkpoint too
     assert (row['loss_first'], row['loss_last']) == (first['loss_first'], first['loss_last'])
+    # and the gradient watch (resumed after its last iteration: nothing trained again)
+    assert (row['no_grad_tensors'], row['grad_watched']) == (first['no_grad_tensors'],
+                                                             first['grad_watched'])
 
     # rows kept in --entries: a board continued elsewhere (a fresh --out) trains nothing
     kept = {n: json.load(open(osp.join(entries, f'{n}.json'))) for n in NAMES}
@@ -158,7 +165,9 @@ def test_board_markdown_ranks_by_mask_ap_and_lists_failures(tmp_path):
                  rows=[row('low', 0.1, 10.0), dict(name='broken', error='ValueError: x'),
                        row('high', 0.5, 20.0),
                        dict(row('lost', 0.0, 30.0), loss_first=2.0, loss_last=351.0,
-                            diverged=True)])
+                            diverged=True),
+                       dict(row('prior', 0.0, 40.0), loss_first=0.63, loss_last=0.5,
+                            diverged=False, no_grad_tensors=43, grad_watched=44)])
     lines = leaderboard.board_markdown(board).splitlines()
     ranked = [line for line in lines if line.startswith('| 1 ') or line.startswith('| 2 ')]
     assert ranked[0].startswith('| 1 | HIGH |') and ranked[1].startswith('| 2 | LOW |')
@@ -166,7 +175,10 @@ def test_board_markdown_ranks_by_mask_ap_and_lists_failures(tmp_path):
     assert any('broken' in line and 'failed: ValueError: x' in line for line in lines)
     assert [line for line in lines if '| LOST |' in line][0].count('| 2 → 351 **diverged** |')
     assert '| - | 10 |' in ranked[1]  # a row recorded before losses were kept
-    assert leaderboard.board_plot(board, str(tmp_path / 'p.png')) == 3
+    # a run whose loss fell while most of the network got no gradient (SharpMask at km = 16)
+    assert [line for line in lines if '| PRIOR |' in line][0].count(
+        '| 0.63 → 0.5 **no gradient: 43 of 44 tensors** |')
+    assert leaderboard.board_plot(board, str(tmp_path / 'p.png')) == 4
 
 
 def test_cpu_clock_counts_work_not_waiting():
