@@ -245,11 +245,14 @@ def full_wrapper_class(model):
     it reproduces, else None."""
     from .networks import FULL_PIPELINE, PipelineFull
     from .two_stage import TwoStageFull, supports_two_stage
+    from .two_stage_d2det import D2DetFull, supports_d2det
     name = type(model).__name__
     if name in FULL_WRAPPERS:
         return FULL_WRAPPERS[name]
     if name in FULL_PIPELINE:
         return PipelineFull
+    if supports_d2det(model):
+        return D2DetFull
     return TwoStageFull if supports_two_stage(model) else None
 
 
@@ -516,7 +519,8 @@ def export_onnx(model, shape: Tuple[int, int], out: str, mode: str = 'auto', ops
             elif hasattr(wrapper, 'reference'):  # two-stage: against mmdet's own predict too
                 from .two_stage import compare_two_stage
                 report.update(compare_two_stage(torch_outs, onnx_outs, wrapper.reference(image),
-                                                wrapper.mask_thr, atol))
+                                                wrapper.mask_thr, atol,
+                                                output_names=wrapper.output_names))
             else:
                 report.update(compare_full(torch_outs, onnx_outs, wrapper.mask_thr, atol))
             report['outputs'] = output_names
@@ -566,8 +570,10 @@ def two_stage_untraceable(model) -> bool:
     """True for RPN + RoI-head models without a traceable wrapper (their tensor-mode forward
     cannot be exported faithfully, see docs/onnx_export.md)."""
     from .two_stage import supports_two_stage
+    from .two_stage_d2det import supports_d2det
     return (getattr(model, 'rpn_head', None) is not None
-            and getattr(model, 'roi_head', None) is not None and not supports_two_stage(model))
+            and getattr(model, 'roi_head', None) is not None and not supports_two_stage(model)
+            and not supports_d2det(model))
 
 
 def parse_args(argv=None):

@@ -209,20 +209,29 @@ class TwoStageFull(nn.Module):
         keep = keep[:int(self.rpn_cfg.max_per_img)]
         return boxes[keep], torch.cat(raw_cls), torch.cat(raw_reg)
 
+    def pool_bbox_rois(self, extractor, feats, rois: Tensor) -> Tensor:
+        """(N, 5) RoIs -> (N, Cf, s, s) box-head features (``SingleRoIExtractor``)."""
+        return pool_rois_all_levels(extractor, feats, rois)
+
+    def class_boxes(self, proposals: Tensor, bbox_pred: Tensor, num_classes: int) -> Tensor:
+        """(P, 4) proposals, (P, 4 C) deltas -> (P * C, 4) boxes, class-major within each RoI."""
+        height, width = self.shape
+        boxes = decode_deltas(self.model.roi_head.bbox_head.bbox_coder, proposals, bbox_pred,
+                              height, width)
+        return boxes.view(-1, 4)
+
     def detections(self, feats, proposals: Tensor):
         """Proposals -> K slots: (K,) scores (-1 padding), (K,) labels, (K, 4) boxes,
         (K,) valid."""
         roi_head = self.model.roi_head
         bbox_head = roi_head.bbox_head
-        height, width = self.shape
         rois = torch.cat([torch.zeros_like(proposals[:, :1]), proposals], 1)
         extractor = roi_head.bbox_roi_extractor
-        roi_feats = pool_rois_all_levels(extractor, feats[:extractor.num_inputs], rois)
+        roi_feats = self.pool_bbox_rois(extractor, feats[:extractor.num_inputs], rois)
         cls_score, bbox_pred = bbox_head(roi_feats)
         probs = F.softmax(cls_score, dim=-1)
         num_classes = bbox_head.num_classes
-        boxes = decode_deltas(bbox_head.bbox_coder, proposals, bbox_pred, height, width)
-        boxes = boxes.view(-1, 4)  # (P * C, 4), class-major within each RoI
+        boxes = self.class_boxes(proposals, bbox_pred, num_classes)
         scores = probs[:, :num_classes].reshape(-1)
         labels = (torch.zeros_like(probs[:, :num_classes], dtype=torch.long)
                   + torch.arange(num_classes, device=probs.device)).reshape(-1)
@@ -294,7 +303,7 @@ class TwoStageFull(nn.Module):
 
 
 def compare_two_stage(torch_outs, onnx_outs, reference, mask_thr: float, atol: float = 1e-4,
-                      tie_tol: float = 1e-4, box_tol: float = 1e-3) -> dict:
+                      tie_tol: float = 1e-4, box_tol: float = 1e-3, output_names=None) -> dict:
     """Differences between onnxruntime, the PyTorch wrapper and mmdet's ``predict``.
 
     Args:
@@ -302,6 +311,8 @@ def compare_two_stage(torch_outs, onnx_outs, reference, mask_thr: float, atol: f
             (``return_probs``); they mark the threshold ties.
         onnx_outs: onnxruntime's outputs (:attr:`TwoStageFull.output_names` order).
         reference: mmdet's ``pred_instances`` for the same image.
+        output_names: the wrapper's ``output_names`` (default :class:`TwoStageFull`'s); with
+            ``mask_scores`` among them, those are compared with the reference's too.
 
     Returns:
         ``max_abs_rpn_cls`` / ``max_abs_rpn_reg`` (raw outputs, onnxruntime vs PyTorch),
@@ -312,7 +323,7 @@ def compare_two_stage(torch_outs, onnx_outs, reference, mask_thr: float, atol: f
         about 7 digits: ~3e-5 px at 256 px after the two decodings).
     """
     import numpy as np
-    names = TwoStageFull.output_names
+    names = list(output_names or TwoStageFull.output_names)
     t = {n: v.numpy() for n, v in zip(names, torch_outs[:len(names)])}
     o = dict(zip(names, onnx_outs))
     probs = torch_outs[-1].numpy()
@@ -328,6 +339,9 @@ def compare_two_stage(torch_outs, onnx_outs, reference, mask_thr: float, atol: f
         # both in descending score order (mmdet keeps NMS order); compare slot by slot
         report['max_abs_scores'] = float(np.abs(o['scores'][ov] - ref['scores']).max())
         report['max_abs_bboxes'] = float(np.abs(o['bboxes'][ov] - ref['bboxes']).max())
+        if 'mask_scores' in names:
+            report['max_abs_mask_scores'] = float(
+                np.abs(o['mask_scores'][ov] - reference.mask_scores.numpy()).max())
         diff = o['masks'][ov] != ref['masks']
         tie = np.abs(probs[ov] - mask_thr) <= tie_tol
         report['mask_pixels_differing'] = int(diff.sum())
@@ -335,6 +349,7 @@ def compare_two_stage(torch_outs, onnx_outs, reference, mask_thr: float, atol: f
     report['ok'] = bool(
         report['same_kept'] and max(report['max_abs_rpn_cls'], report['max_abs_rpn_reg']) <= atol
         and report.get('max_abs_scores', 0.0) <= atol
+        and report.get('max_abs_mask_scores', 0.0) <= atol
         and report.get('max_abs_bboxes', 0.0) <= box_tol
         and report.get('mask_pixels_differing_off_ties', 0) == 0)
     return report

@@ -181,13 +181,15 @@ def _spread_heads(model, seed=0):
     ('configs/demo/refinemask_r18_shapes.py', None),
     ('configs/demo/refinemask_r18_shapes.py', 0.19),   # fewer detections than the K slots
     ('configs/demo/mask_rcnn_r18_shapes.py', None),
-    ('configs/demo/point_rend_r18_shapes.py', None)])   # 5 subdivision steps, 784 points each
+    ('configs/demo/point_rend_r18_shapes.py', None),   # 5 subdivision steps, 784 points each
+    ('configs/demo/d2det_r18_shapes.py', None)])   # + dense box refinement and mask scores
 def test_two_stage_full_export_matches_predict(tmp_path, config, score_thr):
-    """RefineMask / Mask R-CNN / PointRend, pre-processing to pasted masks in one graph (traceable RPN,
-    RoI pooling, NMS): on images other than the tracing one, onnxruntime gives mmdet's own
-    ``predict`` detections (same labels in the same order, scores within 1e-4, boxes within
-    1e-3 px) and 0 differing mask pixels away from the threshold ties."""
-    from insplug.deploy.two_stage import TwoStageFull, compare_two_stage
+    """RefineMask / Mask R-CNN / PointRend / D2Det, pre-processing to pasted masks in one graph
+    (traceable RPN, RoI pooling, NMS): on images other than the tracing one, onnxruntime gives
+    mmdet's own ``predict`` detections (same labels in the same order, scores -- and D2Det's mask
+    scores -- within 1e-4, boxes within 1e-3 px) and 0 differing mask pixels away from the
+    threshold ties."""
+    from insplug.deploy.two_stage import compare_two_stage
     model = _spread_heads(ox.build_model(osp.join(REPO, config), seed=0))
     if score_thr is not None:
         model.test_cfg.rcnn.score_thr = score_thr
@@ -196,7 +198,8 @@ def test_two_stage_full_export_matches_predict(tmp_path, config, score_thr):
     path = tmp_path / 'two_stage.onnx'
     report = ox.export_onnx(model, shape, str(path), mode='auto')
     assert report['mode'] == 'full' and report['ok'] and path.is_file()
-    wrapper = TwoStageFull(model, shape).eval()
+    wrapper = ox.full_wrapper_class(model)(model, shape).eval()
+    assert type(wrapper).__name__ == ('D2DetFull' if 'd2det' in config else 'TwoStageFull')
     wrapper.return_probs = True
     kept = []
     for seed in (2,):  # export_onnx already checked image seed 1
@@ -205,8 +208,10 @@ def test_two_stage_full_export_matches_predict(tmp_path, config, score_thr):
         with torch.no_grad():
             torch_outs = wrapper(image)
         result = compare_two_stage(torch_outs, onnx_outs, wrapper.reference(image),
-                                   wrapper.mask_thr)
+                                   wrapper.mask_thr, output_names=wrapper.output_names)
         assert result['ok'], result
+        if 'd2det' in config:  # the refined boxes and the mask scores were compared too
+            assert result['max_abs_mask_scores'] <= 1e-4
         assert result['mask_pixels_differing_off_ties'] == 0
         kept.append(result['kept_onnx'])
         assert result['kept_onnx'] > 0
@@ -305,12 +310,14 @@ def test_prm_countseg_export_maps_only(tmp_path, config):
         networks.postprocess(model, ox.flatten_outputs(maps), (64, 64))
 
 
-@pytest.mark.parametrize('config,name', [('configs/demo/fcis_r18_shapes.py', 'FCIS'),
-                                         ('configs/demo/d2det_r18_shapes.py', 'MaskRCNN'),
-                                         ('configs/demo/zsi_r18_shapes.py', 'ZSIMaskRCNN')])
+@pytest.mark.parametrize('config,name', [
+    ('configs/demo/fcis_r18_shapes.py', 'FCIS'),
+    ('configs/demo/zsi_r18_shapes.py', 'ZSIMaskRCNN'),
+    # D2Det's official setting: mmdet 1.x's legacy anchors and RPN decoding
+    ('configs/d2det/d2det_instance_r101_fpn_2x_coco.py', 'MaskRCNN')])
 def test_untraceable_two_stage_export_is_refused(tmp_path, config, name):
-    """RPN + RoI-head models without a traceable wrapper (FCIS, D2Det, ZSI) are refused with the
-    reason named, before tracing, and no file is written."""
+    """RPN + RoI-head models without a traceable wrapper (FCIS, ZSI, D2Det with the legacy
+    RPN) are refused with the reason named, before tracing, and no file is written."""
     model = ox.build_model(osp.join(REPO, config), seed=0)
     path = tmp_path / 'two_stage.onnx'
     with pytest.raises(ox.OnnxExportError, match=f'{name} .*blocked: two-stage'):
