@@ -94,15 +94,35 @@ def pool_rois_all_levels(extractor, feats, rois: Tensor) -> Tensor:
         (N, Cf, s, s) RoI features, each from its mapped level.
     """
     num_levels = len(extractor.roi_layers)
+    layers = torchvision_roi_aligns(extractor.roi_layers)
     if num_levels == 1:
-        layer = extractor.roi_layers[0]
-        return roi_align(feats[0], rois, layer.output_size, layer.spatial_scale,
-                         layer.sampling_ratio, layer.aligned)
+        return layers[0](feats[0], rois)
     levels = extractor.map_roi_levels(rois, num_levels)  # (N,)
+    return pool_levels_one_hot(layers, feats, rois, levels)
+
+
+def torchvision_roi_aligns(roi_layers):
+    """mmcv ``RoIAlign`` layers as torchvision ``roi_align`` callables ``(feat, rois)`` (ONNX
+    ``RoiAlign``; mmcv's exports an invalid ``Squeeze``), with the same settings."""
+    return [(lambda feat, rois, layer=layer: roi_align(
+        feat, rois, layer.output_size, layer.spatial_scale, layer.sampling_ratio, layer.aligned))
+        for layer in roi_layers]
+
+
+def pool_levels_one_hot(layers, feats, rois: Tensor, levels: Tensor) -> Tensor:
+    """Every RoI through every level's layer; each keeps its own level's result (a one-hot sum
+    instead of a Python branch per level, which a trace would freeze).
+
+    Args:
+        layers: L callables ``(feat, rois) -> (N, C, s, s)``. feats: L (1, C, H_l, W_l).
+        rois: (N, 5). levels: (N,) long in [0, L).
+
+    Returns:
+        (N, C, s, s), exact: one non-zero term per RoI.
+    """
     out = 0
-    for lvl, layer in enumerate(extractor.roi_layers):
-        pooled = roi_align(feats[lvl], rois, layer.output_size, layer.spatial_scale,
-                           layer.sampling_ratio, layer.aligned)
+    for lvl, (layer, feat) in enumerate(zip(layers, feats)):
+        pooled = layer(feat, rois)
         out = out + pooled * (levels == lvl).to(pooled.dtype)[:, None, None, None]
     return out
 
@@ -160,19 +180,20 @@ class TwoStageFull(nn.Module):
     """
 
     output_names = ['scores', 'labels', 'masks', 'bboxes', 'valid', 'rpn_cls', 'rpn_reg']
+    supports = staticmethod(supports_two_stage)  # the models this wrapper reproduces
 
     def __init__(self, model, shape: Tuple[int, int]):
         super().__init__()
         from .onnx_export import Preprocess, preprocess_params
-        if not supports_two_stage(model):
-            raise ValueError(f'{type(model).__name__}: not an RPNHead + StandardRoIHead / '
-                             'RefineRoIHead model with an FCNMaskHead / RefineMaskHead')
+        if not self.supports(model):
+            raise ValueError(f'{type(model).__name__}: not a model {type(self).__name__} '
+                             'reproduces (see its supports function)')
         self.model = model
         self.preprocess = Preprocess(preprocess_params(model), shape)
         self.shape = tuple(shape)
         self.rpn_cfg = model.test_cfg.rpn
         self.rcnn_cfg = model.test_cfg.rcnn
-        self.mask_thr = float(self.rcnn_cfg.mask_thr_binary)
+        self.mask_thr = float(self.rcnn_cfg.get('mask_thr_binary', 0.5))
         self.topk = int(self.rcnn_cfg.max_per_img)
         self.return_probs = False  # verification only: also return the pasted probabilities
 

@@ -22,15 +22,12 @@ What differs from :class:`TwoStageFull` (each the step of
 
 The graph adds a ``mask_scores`` output (K,): the score COCO segm evaluation ranks masks by.
 """
-from typing import Tuple
-
 import torch
 from torch import Tensor
-from torchvision.ops import roi_align
-
 from insplug.core.d2det import instance_masks, refine_boxes, roi_levels
 
-from .two_stage import TwoStageFull, clip_boxes, paste_whole_image
+from .two_stage import (TwoStageFull, clip_boxes, paste_whole_image, pool_levels_one_hot,
+                        torchvision_roi_aligns)
 
 
 def supports_d2det(model) -> bool:
@@ -47,43 +44,12 @@ def supports_d2det(model) -> bool:
             and type(reg_ext.roi_layers[0]).__name__ == 'RoIAlign')
 
 
-def pool_levels_one_hot(layers, feats, rois: Tensor, levels: Tensor) -> Tensor:
-    """Every RoI through every level's layer; each keeps its own level's result.
-
-    Args:
-        layers: L callables ``(feat, rois) -> (N, C, s, s)``. feats: L (1, C, H_l, W_l).
-        rois: (N, 5). levels: (N,) long in [0, L).
-
-    Returns:
-        (N, C, s, s), exact: one non-zero term per RoI.
-    """
-    out = 0
-    for lvl, (layer, feat) in enumerate(zip(layers, feats)):
-        pooled = layer(feat, rois)
-        out = out + pooled * (levels == lvl).to(pooled.dtype)[:, None, None, None]
-    return out
-
-
 class D2DetFull(TwoStageFull):
     """D2Det (instance variant), pre-processing to final instances, for one (1, 3, H, W) BGR
     image. Outputs: :class:`TwoStageFull`'s, then ``mask_scores`` (K,) float32."""
 
     output_names = TwoStageFull.output_names + ['mask_scores']
-
-    def __init__(self, model, shape: Tuple[int, int]):
-        if not supports_d2det(model):
-            raise ValueError(f'{type(model).__name__}: not an RPNHead + D2DetStandardRoIHead '
-                             'model (instance variant, discriminative pooling)')
-        torch.nn.Module.__init__(self)
-        from .onnx_export import Preprocess, preprocess_params
-        self.model = model
-        self.preprocess = Preprocess(preprocess_params(model), shape)
-        self.shape = tuple(shape)
-        self.rpn_cfg = model.test_cfg.rpn
-        self.rcnn_cfg = model.test_cfg.rcnn
-        self.mask_thr = float(self.rcnn_cfg.get('mask_thr_binary', 0.5))
-        self.topk = int(self.rcnn_cfg.max_per_img)
-        self.return_probs = False
+    supports = staticmethod(supports_d2det)
 
     def pool_bbox_rois(self, extractor, feats, rois: Tensor) -> Tensor:
         levels = extractor.map_roi_levels(rois, len(feats))
@@ -104,12 +70,8 @@ class D2DetFull(TwoStageFull):
         levels = roi_levels(rois, len(feats), extractor.finest_scale, extractor.legacy_plus_one)
         if extractor.legacy_plus_one:
             rois = torch.cat([rois[:, :3], rois[:, 3:5] + 1], 1)
-        layers = [
-            (lambda feat, r, layer=layer: roi_align(
-                feat, r, layer.output_size, layer.spatial_scale, layer.sampling_ratio,
-                layer.aligned))
-            for layer in extractor.roi_layers[:len(feats)]]
-        return pool_levels_one_hot(layers, feats, rois, levels)
+        return pool_levels_one_hot(torchvision_roi_aligns(extractor.roi_layers[:len(feats)]),
+                                   feats, rois, levels)
 
     def forward(self, image: Tensor):
         feats = self.model.extract_feat(self.preprocess(image))
